@@ -1,0 +1,29 @@
+//! `cargo xtask bench <what>`: benchmarks that print figures against a baseline measured in the same run.
+
+mod generate;
+mod provider;
+
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct Bench {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Drive the release provider binary over loopback against a do-nothing hyper ceiling.
+    Provider(provider::BenchProvider),
+    /// Generate and verify a synthetic platform of 1,000 services, 100 teams, 2 environments.
+    Gen(generate::BenchGen),
+}
+
+impl Bench {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.what {
+            What::Provider(cmd) => cmd.run(),
+            What::Gen(cmd) => cmd.run(),
+        }
+    }
+}

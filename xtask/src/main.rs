@@ -1,0 +1,54 @@
+//! Developer CLI for the billing platform: `cargo xtask <command>`; parses flags and dispatches.
+
+mod bench;
+mod ci;
+mod dist;
+mod generate;
+mod policy;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+/// Tasks for the billing platform workspace: generate and verify the Flux tree, check policies,
+/// build the provider, benchmark, and run the whole CI gate.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render the platform spec into the Flux GitOps tree under `flux/`.
+    Gen(generate::Gen),
+    /// Check that `flux/` is current, builds with kustomize, and passes cross-object and policy checks.
+    Verify(verify::Verify),
+    /// Evaluate the policy bundle over manifests.
+    Policy(policy::Policy),
+    /// Build the fully static (musl) payment-provider binary.
+    Dist(dist::Dist),
+    /// Benchmarks that print figures (never pass/fail on time).
+    Bench(bench::Bench),
+    /// The whole CI gate: fmt, clippy, tests, verify (what `.ci/run` calls).
+    Ci(ci::Ci),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Gen(cmd) => cmd.run(),
+        Command::Verify(cmd) => cmd.run(),
+        Command::Policy(cmd) => cmd.run(),
+        Command::Dist(cmd) => cmd.run(),
+        Command::Bench(cmd) => cmd.run(),
+        Command::Ci(cmd) => cmd.run(),
+    }
+}
+
+/// The workspace root, so every command works from any directory inside the workspace.
+pub(crate) fn project_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
