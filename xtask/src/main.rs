@@ -3,6 +3,7 @@
 mod bench;
 mod ci;
 mod dist;
+mod e2e;
 mod generate;
 mod policy;
 mod verify;
@@ -30,6 +31,8 @@ enum Command {
     Dist(dist::Dist),
     /// Benchmarks that print figures (never pass/fail on time).
     Bench(bench::Bench),
+    /// End to end on a real control plane built from Go modules, with Flux reconciling `flux/`.
+    E2e(e2e::E2e),
     /// The whole CI gate: fmt, clippy, tests, verify (what `.ci/run` calls).
     Ci(ci::Ci),
 }
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Policy(cmd) => cmd.run(),
         Command::Dist(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
+        Command::E2e(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
     }
 }
