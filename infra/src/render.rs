@@ -948,6 +948,37 @@ mod tests {
     }
 
     #[test]
+    fn exec_is_granted_only_when_the_spec_says_so() {
+        let mut spec = Spec::embedded().expect("the shipped spec is valid");
+        spec.services[0].exec = true;
+        let tree = render(&spec).expect("renders");
+        let role = find(
+            &tree,
+            "Role",
+            &spec.services[0].name,
+            "developer",
+            "production",
+        );
+        let exec = role["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| r["resources"][0] == "pods/exec");
+        assert_eq!(
+            exec.expect("exec rule")["verbs"],
+            serde_json::json!(["create", "get"])
+        );
+        let other = find(
+            &tree,
+            "Role",
+            &spec.services[1].name,
+            "developer",
+            "production",
+        );
+        assert!(!other.to_string().contains("pods/exec"));
+    }
+
+    #[test]
     fn codeowners_gives_each_team_its_spec_file_and_manifests() {
         let files = tree().render().expect("renders");
         let owners = &files[".github/CODEOWNERS"];

@@ -196,8 +196,8 @@ impl Tree {
             };
             out.insert(path.clone(), text);
         }
-        for root in &self.roots {
-            let config = KustomizeConfig::new(self.resources_of(root));
+        for (root, resources) in self.resources() {
+            let config = KustomizeConfig::new(resources);
             let yaml = serde_yaml_ng::to_string(&config).map_err(|source| Error::Serialize {
                 what: format!("{root}/kustomization.yaml"),
                 source: Box::new(source),
@@ -210,36 +210,31 @@ impl Tree {
         Ok(out)
     }
 
-    /// The resources a root lists: its files (also in plain subdirectories) and nested roots.
-    fn resources_of(&self, root: &str) -> Vec<String> {
-        let prefix = format!("{root}/");
-        let nested: Vec<&String> = self
+    /// The resources each root lists: the files under it (also in plain subdirectories) and the
+    /// outermost roots nested in it, each relative to the root. One pass: every file and root
+    /// walks up its own path to the nearest enclosing root.
+    fn resources(&self) -> BTreeMap<&str, Vec<String>> {
+        let mut out: BTreeMap<&str, Vec<String>> = self
             .roots
             .iter()
-            .filter(|r| r.starts_with(&prefix))
+            .map(|r| (r.as_str(), Vec::new()))
             .collect();
-        let inside_nested = |path: &str| nested.iter().any(|n| path.starts_with(&format!("{n}/")));
-        let mut resources: Vec<String> = self
+        let files = self
             .files
             .iter()
-            .filter(|(path, contents)| {
-                matches!(contents, Contents::Objects { .. })
-                    && path.starts_with(&prefix)
-                    && !inside_nested(path)
-            })
-            .map(|(path, _)| path[prefix.len()..].to_owned())
-            .collect();
-        // Only the outermost nested roots: deeper ones are listed by their own parent.
-        for n in &nested {
-            let covered = nested
-                .iter()
-                .any(|other| *other != *n && n.starts_with(&format!("{other}/")));
-            if !covered {
-                resources.push(n[prefix.len()..].to_owned());
+            .filter(|(_, contents)| matches!(contents, Contents::Objects { .. }))
+            .map(|(path, _)| path.as_str());
+        for path in files.chain(self.roots.iter().map(String::as_str)) {
+            if let Some((root, relative)) = nearest_root(&self.roots, path) {
+                out.get_mut(root)
+                    .expect("every root has an entry")
+                    .push(relative.to_owned());
             }
         }
-        resources.sort();
-        resources
+        for resources in out.values_mut() {
+            resources.sort();
+        }
+        out
     }
 
     /// Files and roots of another tree, e.g. the policy bundle's (paths must not collide).
@@ -250,6 +245,18 @@ impl Tree {
         self.roots.extend(other.roots);
         Ok(())
     }
+}
+
+/// The closest root strictly above `path`, and `path` relative to it.
+fn nearest_root<'a>(roots: &'a BTreeSet<String>, path: &'a str) -> Option<(&'a str, &'a str)> {
+    let mut at = path;
+    while let Some(cut) = at.rfind('/') {
+        at = &at[..cut];
+        if let Some(root) = roots.get(at) {
+            return Some((root.as_str(), &path[cut + 1..]));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -314,6 +321,41 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("\n---\n").count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_merged_tree_lands_in_the_roots_of_the_tree_it_joins() {
+        let mut tree = Tree::new();
+        tree.add_root("flux/infrastructure/staging");
+        tree.add_objects(
+            "staging",
+            "flux/infrastructure/staging/namespaces.yaml",
+            vec![config_map("a")],
+        )
+        .expect("new path");
+        let mut policies = Tree::new();
+        policies
+            .add_objects(
+                "staging",
+                "flux/infrastructure/staging/policies/bundle.yaml",
+                vec![config_map("p")],
+            )
+            .expect("new path");
+        tree.merge(policies).expect("no collisions");
+        let files = tree.render().expect("renders");
+        assert!(
+            files["flux/infrastructure/staging/kustomization.yaml"]
+                .ends_with("resources:\n- namespaces.yaml\n- policies/bundle.yaml\n")
+        );
+        let mut clash = Tree::new();
+        clash
+            .add_objects(
+                "staging",
+                "flux/infrastructure/staging/namespaces.yaml",
+                vec![],
+            )
+            .expect("new path");
+        assert!(tree.merge(clash).is_err());
     }
 
     #[test]

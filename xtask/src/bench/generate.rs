@@ -1,6 +1,10 @@
 //! `cargo xtask bench gen`: parse, validate, render, serialise and check a synthetic platform
 //! (1,000 services, 100 teams, 2 environments by default) next to a tenth of it in the same run,
 //! so the growth ratio is visible. No kubectl: in-process work only.
+//!
+//! `cargo xtask bench gen` measures the dev build (`infra` unoptimised, dependencies at
+//! opt-level 1); `cargo run --release -p xtask -- bench gen` measures what an optimised build does.
+//! The header line says which one ran.
 
 use std::time::{Duration, Instant};
 
