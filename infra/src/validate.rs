@@ -932,6 +932,248 @@ mod tests {
         assert_eq!(both.len(), 2, "{both:#?}");
     }
 
+    /// Each remaining error class: (what is wrong, file, edit from, edit to, expected `field: message`).
+    const CASES: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "a registry without a host",
+            "platform",
+            "registry = \"ghcr.io/billing-platform\"",
+            "registry = \"billing\"",
+            "platform.registry: `billing` is not a registry path such as `ghcr.io/our-org` (host with a dot, lowercase path)",
+        ),
+        (
+            "a git url that is not https or ssh",
+            "platform",
+            "url = \"https://github.com",
+            "url = \"git@github.com:x",
+            "platform.git.url: `git@github.com:x/billing-platform/billing` is not an https:// or ssh:// git URL",
+        ),
+        (
+            "an empty branch",
+            "platform",
+            "branch = \"main\"",
+            "branch = \" \"",
+            "platform.git.branch: the branch is empty",
+        ),
+        (
+            "a team declared twice",
+            "platform",
+            "name = \"invoicing\"",
+            "name = \"platform\"",
+            "teams[1].name: team `platform` is declared twice",
+        ),
+        (
+            "a github handle without @",
+            "platform",
+            "github = \"@billing-platform/invoicing\"",
+            "github = \"invoicing\"",
+            "teams[1].github: `invoicing` is not a GitHub handle such as `@org/team`",
+        ),
+        (
+            "a team nobody is in",
+            "platform",
+            "groups = [\"billing:invoicing-developers\"]",
+            "groups = []",
+            "teams[1]: team `invoicing` has no groups and no users: nobody could deploy its services",
+        ),
+        (
+            "an empty group name",
+            "platform",
+            "groups = [\"billing:invoicing-developers\"]",
+            "groups = [\"\"]",
+            "teams[1][0]: empty group or user name",
+        ),
+        (
+            "an environment declared twice",
+            "platform",
+            "name = \"staging\"",
+            "name = \"production\"",
+            "environments[1].name: environment `production` is declared twice",
+        ),
+        (
+            "an environment name that is not a DNS label",
+            "platform",
+            "name = \"staging\"",
+            "name = \"Staging\"",
+            "environments[1].name: environment name `Staging` is not a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters)",
+        ),
+        (
+            "an image with a registry or tag",
+            "antaeus",
+            "image = \"antaeus\"",
+            "image = \"Antaeus:1\"",
+            "image: `Antaeus:1` is not an image repository name (lowercase, no tag or registry)",
+        ),
+        (
+            "a malformed tag",
+            "antaeus",
+            "tag = \"2019.1.0\"",
+            "tag = \"-bad\"",
+            "tag: `-bad` is not a valid image tag",
+        ),
+        (
+            "a replica count below one",
+            "antaeus",
+            "replicas = 1",
+            "replicas = 0",
+            "replicas: replicas must be at least 1, not 0",
+        ),
+        (
+            "a port outside the range",
+            "antaeus",
+            "port = 8000\n\n[resources]",
+            "port = 80000\n\n[resources]",
+            "ports[0].port: port 80000 is outside 1..=65535",
+        ),
+        (
+            "a port name that is too long",
+            "antaeus",
+            "name = \"http\"",
+            "name = \"http-for-antaeus-api\"",
+            "ports[0].name: port name `http-for-antaeus-api` is not an IANA service name (lowercase, at most 15 characters, one letter)",
+        ),
+        (
+            "no ports at all",
+            "antaeus",
+            "[[ports]]\nname = \"http\"\nport = 8000",
+            "ports = []",
+            "ports: at least one container port is required",
+        ),
+        (
+            "a probe path without a slash",
+            "payment-provider",
+            "path = \"/healthz\"",
+            "path = \"healthz\"",
+            "probes.liveness.path: probe path `healthz` must start with `/`",
+        ),
+        (
+            "a probe period of zero",
+            "payment-provider",
+            "period_seconds = 5",
+            "period_seconds = 0",
+            "probes.readiness.period_seconds: must be at least 1, not 0",
+        ),
+        (
+            "a negative initial delay",
+            "payment-provider",
+            "period_seconds = 5",
+            "period_seconds = 5\ninitial_delay_seconds = -1",
+            "probes.readiness.initial_delay_seconds: must not be negative",
+        ),
+        (
+            "an env var name with a dash",
+            "antaeus",
+            "name = \"PAYMENT_PROVIDER_ENDPOINT\"",
+            "name = \"PAYMENT-ENDPOINT\"",
+            "env[0].name: `PAYMENT-ENDPOINT` is not a valid environment variable name",
+        ),
+        (
+            "an env var set twice",
+            "antaeus",
+            "[[policy_exemptions]]",
+            "[[env]]\nname = \"PAYMENT_PROVIDER_ENDPOINT\"\nvalue = \"x\"\n\n[[policy_exemptions]]",
+            "env[1].name: `PAYMENT_PROVIDER_ENDPOINT` is set twice",
+        ),
+        (
+            "a service url to an unknown service",
+            "antaeus",
+            "service = \"payment-provider\"",
+            "service = \"ledger\"",
+            "env[0].service_url.service: `ledger` is not a declared service",
+        ),
+        (
+            "a service url on an undeclared port",
+            "antaeus",
+            "path = \"/v1/charges\"",
+            "path = \"/v1/charges\", port = 9100",
+            "env[0].service_url.port: port 9100 is not a declared container port of `payment-provider`",
+        ),
+        (
+            "a service url path without a slash",
+            "antaeus",
+            "path = \"/v1/charges\"",
+            "path = \"v1/charges\"",
+            "env[0].service_url.path: path `v1/charges` must start with `/`",
+        ),
+        (
+            "a relative scratch dir",
+            "antaeus",
+            "scratch_dirs = [\"/tmp\"]",
+            "scratch_dirs = [\"tmp\"]",
+            "scratch_dirs[0]: `tmp` is not an absolute path",
+        ),
+        (
+            "a scratch dir listed twice",
+            "antaeus",
+            "scratch_dirs = [\"/tmp\"]",
+            "scratch_dirs = [\"/tmp\", \"/tmp\"]",
+            "scratch_dirs[1]: `/tmp` is listed twice",
+        ),
+        (
+            "a service calling itself",
+            "payment-provider",
+            "service = \"antaeus\"",
+            "service = \"payment-provider\"",
+            "callers[0].service: a service cannot be its own caller",
+        ),
+        (
+            "an exemption rule that is not a name",
+            "antaeus",
+            "rule = \"run-as-non-root\"",
+            "rule = \"Run As Root\"",
+            "policy_exemptions[0].rule: rule name `Run As Root` is not a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters)",
+        ),
+        (
+            "an exemption listed twice",
+            "antaeus",
+            "rule = \"read-only-root-filesystem\"",
+            "rule = \"run-as-non-root\"",
+            "policy_exemptions[1].rule: rule `run-as-non-root` is exempted twice",
+        ),
+        (
+            "an override with a latest tag",
+            "antaeus",
+            "[environments.staging]",
+            "[environments.staging]\ntag = \"latest\"",
+            "environments.staging.tag: the tag `latest` is not allowed: name a release",
+        ),
+        (
+            "a service without a production section",
+            "antaeus",
+            "[environments.production]\ndigest",
+            "[environments.qa]\ndigest",
+            "environments: environment `production` requires images pinned by digest: add [environments.production] with `digest`",
+        ),
+    ];
+
+    #[test]
+    fn each_error_class_names_its_field_and_says_what_is_wrong() {
+        for (what, file, from, to, expected) in CASES {
+            let found = problems(file, from, to);
+            assert!(
+                found.iter().any(|p| p.ends_with(&format!(": {expected}"))),
+                "{what}: expected `{expected}` among {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_service_file_name_that_is_not_a_dns_label_is_rejected() {
+        let platform = SourceFile {
+            path: "infra/platform.toml".into(),
+            text: PLATFORM.into(),
+        };
+        let services = [SourceFile {
+            path: "infra/services/Antaeus.toml".into(),
+            text: ANTAEUS.replace(
+                "service_url = { service = \"payment-provider\", path = \"/v1/charges\" }",
+                "value = \"x\"",
+            ),
+        }];
+        let err = Spec::parse(&platform, &services).expect_err("invalid name");
+        assert!(err.to_string().contains("infra/services/Antaeus.toml: service name (the file name) `Antaeus` is not a DNS-1123 label"), "{err}");
+    }
+
     #[test]
     fn the_problem_list_ends_with_the_fixing_command() {
         let platform = SourceFile {
