@@ -19,13 +19,18 @@ pub struct Gen {
     /// built-in `infra/` one.
     #[arg(long, value_name = "DIR")]
     spec: Option<PathBuf>,
+    /// Write `flux/` and `.github/CODEOWNERS` under this directory instead of the workspace root
+    /// (e.g. a scratch git repository for an end-to-end run).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 impl Gen {
     pub fn run(self) -> anyhow::Result<()> {
         let spec = load_spec(self.spec.as_deref())?;
         let tree = infra::render(&spec)?;
-        let outcome = generate(&crate::project_root(), &tree, Mode::Write)?;
+        let root = self.root.unwrap_or_else(crate::project_root);
+        let outcome = generate(&root, &tree, Mode::Write)?;
         let kinds = tree
             .kind_counts()
             .iter()

@@ -12,11 +12,14 @@ pub struct Verify {
     /// Load the spec from this directory instead of the built-in `infra/` one.
     #[arg(long, value_name = "DIR")]
     spec: Option<PathBuf>,
+    /// Check the tree under this directory instead of the workspace root.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 impl Verify {
     pub fn run(self) -> anyhow::Result<()> {
-        let root = crate::project_root();
+        let root = self.root.unwrap_or_else(crate::project_root);
         let spec = load_spec(self.spec.as_deref())?;
         let tree = infra::render(&spec)?;
         let mut problems = generate(&root, &tree, Mode::Check)?.problems;
