@@ -176,64 +176,106 @@ fn render_environment(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Err
     )?;
 
     let callees = callees(spec);
-    for service in &spec.services {
-        let dir = format!("{tenants}/{}", service.name);
-        let (sa, binding) = tenant(spec, service);
-        tree.add_objects(
-            env,
-            &format!("{dir}/flux-tenant.yaml"),
-            vec![Object::new(&sa)?, Object::new(&binding)?],
-        )?;
-        let (role, binding) = developer_rbac(spec, service);
-        tree.add_objects(
-            env,
-            &format!("{dir}/developer-rbac.yaml"),
-            vec![Object::new(&role)?, Object::new(&binding)?],
-        )?;
-        let (repo, kustomization) = service_sync(spec, service, env);
-        tree.add_objects(
-            env,
-            &format!("{dir}/sync.yaml"),
-            vec![Object::new(&repo)?, Object::new(&kustomization)?],
-        )?;
-
-        let app = app_dir(&service.name, env);
-        tree.add_root(&app);
-        tree.add_objects(
-            env,
-            &format!("{app}/service-account.yaml"),
-            vec![Object::new(&service_account(spec, service))?],
-        )?;
-        tree.add_objects(
-            env,
-            &format!("{app}/deployment.yaml"),
-            vec![Object::new(&deployment(spec, service, env))?],
-        )?;
-        tree.add_objects(
-            env,
-            &format!("{app}/service.yaml"),
-            vec![Object::new(&kube_service(spec, service))?],
-        )?;
-        let empty = Vec::new();
-        let policies = network_policies(
-            spec,
-            service,
-            callees.get(service.name.as_str()).unwrap_or(&empty),
-        );
-        let policies = policies
-            .iter()
-            .map(Object::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        tree.add_objects(env, &format!("{app}/network-policies.yaml"), policies)?;
-        if service.replicas_in(env) > 1 {
-            tree.add_objects(
-                env,
-                &format!("{app}/pod-disruption-budget.yaml"),
-                vec![Object::new(&pdb(spec, service))?],
-            )?;
+    // Services are independent: serialise them on every core, then insert in one place (the
+    // tree is ordered by path, so the result does not depend on which thread finished first).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = spec.services.len().div_ceil(workers).max(1);
+    let rendered: Vec<Result<Vec<ServiceFiles>, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = spec
+            .services
+            .chunks(chunk)
+            .map(|services| {
+                let callees = &callees;
+                scope.spawn(move || {
+                    services
+                        .iter()
+                        .map(|service| service_files(spec, service, env, callees))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rendering a service does not panic"))
+            .collect()
+    });
+    for files in rendered {
+        for service in files? {
+            tree.add_root(&service.app_dir);
+            for (path, objects) in service.files {
+                tree.add_objects(env, &path, objects)?;
+            }
         }
     }
     Ok(())
+}
+
+/// One service's files in one environment: its tenant files and its app directory.
+struct ServiceFiles {
+    app_dir: String,
+    files: Vec<(String, Vec<Object>)>,
+}
+
+fn service_files(
+    spec: &Spec,
+    service: &spec::Service,
+    env: &str,
+    callees: &BTreeMap<&str, Vec<(&str, i32)>>,
+) -> Result<ServiceFiles, Error> {
+    let dir = format!("{}/{}", tenants_dir(env), service.name);
+    let app = app_dir(&service.name, env);
+    let (sa, tenant_binding) = tenant(spec, service);
+    let (role, developer_binding) = developer_rbac(spec, service);
+    let (repo, kustomization) = service_sync(spec, service, env);
+    let empty = Vec::new();
+    let policies = network_policies(
+        spec,
+        service,
+        callees.get(service.name.as_str()).unwrap_or(&empty),
+    );
+    let mut files = vec![
+        (
+            format!("{dir}/flux-tenant.yaml"),
+            vec![Object::new(&sa)?, Object::new(&tenant_binding)?],
+        ),
+        (
+            format!("{dir}/developer-rbac.yaml"),
+            vec![Object::new(&role)?, Object::new(&developer_binding)?],
+        ),
+        (
+            format!("{dir}/sync.yaml"),
+            vec![Object::new(&repo)?, Object::new(&kustomization)?],
+        ),
+        (
+            format!("{app}/service-account.yaml"),
+            vec![Object::new(&service_account(spec, service))?],
+        ),
+        (
+            format!("{app}/deployment.yaml"),
+            vec![Object::new(&deployment(spec, service, env))?],
+        ),
+        (
+            format!("{app}/service.yaml"),
+            vec![Object::new(&kube_service(spec, service))?],
+        ),
+        (
+            format!("{app}/network-policies.yaml"),
+            policies
+                .iter()
+                .map(Object::new)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    ];
+    if service.replicas_in(env) > 1 {
+        files.push((
+            format!("{app}/pod-disruption-budget.yaml"),
+            vec![Object::new(&pdb(spec, service))?],
+        ));
+    }
+    Ok(ServiceFiles {
+        app_dir: app,
+        files,
+    })
 }
 
 fn labels(spec: &Spec, service: &spec::Service) -> BTreeMap<String, String> {
