@@ -38,6 +38,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A spec built by hand (not through [`Spec::parse`]) refers to something it does not declare.
+    #[error("the spec refers to something it does not declare: {0}")]
+    Reference(String),
     /// Two generators wrote the same path, or a file was added where the tree derives one.
     #[error("cannot build the tree: {0}")]
     Tree(String),

@@ -225,7 +225,7 @@ fn service_files(
     let dir = format!("{}/{}", tenants_dir(env), service.name);
     let app = app_dir(&service.name, env);
     let (sa, tenant_binding) = tenant(spec, service);
-    let (role, developer_binding) = developer_rbac(spec, service);
+    let (role, developer_binding) = developer_rbac(spec, service)?;
     let (repo, kustomization) = service_sync(spec, service, env);
     let empty = Vec::new();
     let policies = network_policies(
@@ -252,7 +252,7 @@ fn service_files(
         ),
         (
             format!("{app}/deployment.yaml"),
-            vec![Object::new(&deployment(spec, service, env))?],
+            vec![Object::new(&deployment(spec, service, env)?)?],
         ),
         (
             format!("{app}/service.yaml"),
@@ -362,7 +362,7 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 /// The owning team may roll out and inspect this service, and nothing else.
-fn developer_rbac(spec: &Spec, service: &spec::Service) -> (Role, RoleBinding) {
+fn developer_rbac(spec: &Spec, service: &spec::Service) -> Result<(Role, RoleBinding), Error> {
     let ns = Some(service.name.as_str());
     let read = ["get", "list", "watch"];
     let mut rules = vec![
@@ -385,9 +385,12 @@ fn developer_rbac(spec: &Spec, service: &spec::Service) -> (Role, RoleBinding) {
         metadata: meta::object_meta(DEVELOPER_ROLE, ns, labels(spec, service)),
         rules: Some(rules),
     };
-    let team = spec
-        .team(&service.team)
-        .expect("validation checked the team exists");
+    let team = spec.team(&service.team).ok_or_else(|| {
+        Error::Reference(format!(
+            "service `{}` names team `{}`, which is not declared",
+            service.name, service.team
+        ))
+    })?;
     let subjects = team
         .groups
         .iter()
@@ -409,7 +412,7 @@ fn developer_rbac(spec: &Spec, service: &spec::Service) -> (Role, RoleBinding) {
         },
         subjects: Some(subjects),
     };
-    (role, binding)
+    Ok((role, binding))
 }
 
 /// The service's own source and Kustomization, in its namespace, applied as its tenant account.
@@ -521,33 +524,44 @@ fn volume_name(path: &str) -> String {
 }
 
 /// The in-cluster URL of a callee's Service.
-pub fn service_url(spec: &Spec, url: &spec::ServiceUrl) -> String {
+pub fn service_url(spec: &Spec, url: &spec::ServiceUrl) -> Result<String, Error> {
     let callee = spec
         .service(&url.service)
-        .expect("validation checked the service exists");
-    let port = url.port.unwrap_or_else(|| callee.ports[0].port);
-    format!(
+        .ok_or_else(|| Error::Reference(format!("service `{}` is not declared", url.service)))?;
+    let port = url
+        .port
+        .or_else(|| callee.ports.first().map(|p| p.port))
+        .ok_or_else(|| Error::Reference(format!("service `{}` declares no port", callee.name)))?;
+    Ok(format!(
         "http://{0}.{0}.svc.cluster.local:{port}{1}",
         callee.name, url.path
-    )
+    ))
 }
 
-fn deployment(spec: &Spec, service: &spec::Service, env: &str) -> Deployment {
+fn deployment(spec: &Spec, service: &spec::Service, env: &str) -> Result<Deployment, Error> {
     let run_as_non_root = !service.is_exempt(rules::RUN_AS_NON_ROOT);
     let read_only_root = !service.is_exempt(rules::READ_ONLY_ROOT_FILESYSTEM);
     let env_vars = service
         .env
         .iter()
-        .map(|var| EnvVar {
-            name: var.name.clone(),
-            value: Some(match (&var.value, &var.service_url) {
+        .map(|var| {
+            let value = match (&var.value, &var.service_url) {
                 (Some(value), _) => value.clone(),
-                (None, Some(url)) => service_url(spec, url),
-                (None, None) => unreachable!("validation requires a value or a service_url"),
-            }),
-            ..Default::default()
+                (None, Some(url)) => service_url(spec, url)?,
+                (None, None) => {
+                    return Err(Error::Reference(format!(
+                        "env var `{}` of `{}` has neither `value` nor `service_url`",
+                        var.name, service.name
+                    )));
+                }
+            };
+            Ok(EnvVar {
+                name: var.name.clone(),
+                value: Some(value),
+                ..Default::default()
+            })
         })
-        .collect::<Vec<_>>();
+        .collect::<Result<Vec<_>, Error>>()?;
     let container = Container {
         name: service.name.clone(),
         image: Some(service.image_ref(&spec.platform.registry, env)),
@@ -625,7 +639,7 @@ fn deployment(spec: &Spec, service: &spec::Service, env: &str) -> Deployment {
         }),
         ..Default::default()
     };
-    Deployment {
+    Ok(Deployment {
         metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
         spec: Some(DeploymentSpec {
             replicas: Some(service.replicas_in(env)),
@@ -640,7 +654,7 @@ fn deployment(spec: &Spec, service: &spec::Service, env: &str) -> Deployment {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 fn kube_service(spec: &Spec, service: &spec::Service) -> Service {
@@ -1018,6 +1032,17 @@ mod tests {
             "production",
         );
         assert!(!other.to_string().contains("pods/exec"));
+    }
+
+    #[test]
+    fn a_hand_built_spec_with_a_dangling_reference_is_an_error_not_a_panic() {
+        let mut spec = Spec::embedded().expect("the shipped spec is valid");
+        spec.services[0].team = "nobody".into();
+        let err = render(&spec).expect_err("team `nobody` is not declared");
+        assert_eq!(
+            err.to_string(),
+            "the spec refers to something it does not declare: service `antaeus` names team `nobody`, which is not declared"
+        );
     }
 
     #[test]
