@@ -7,23 +7,13 @@
 //! - `flux/tenants/<env>/<service>/`: the Flux tenant, the developer RBAC and the service's sync;
 //! - `flux/apps/<service>/<env>/`: the workload, applied as the service's own tenant.
 
+mod network;
+mod tenant;
+mod workload;
+
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Namespace,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::Namespace;
 
 use crate::Error;
 use crate::flux::{
@@ -31,8 +21,12 @@ use crate::flux::{
     SourceRef,
 };
 use crate::meta;
-use crate::spec::{self, Expose, Spec, rules};
+use crate::spec::{self, Spec, rules};
 use crate::tree::{HEADER, Object, Tree};
+use network::network_policies;
+use tenant::{developer_rbac, service_sync, tenant};
+pub use workload::service_url;
+use workload::{deployment, kube_service, pdb, service_account};
 
 /// Namespace of the Flux controllers and the platform's own Kustomizations.
 pub const FLUX_NAMESPACE: &str = "flux-system";
@@ -278,7 +272,7 @@ fn service_files(
     })
 }
 
-fn labels(spec: &Spec, service: &spec::Service) -> BTreeMap<String, String> {
+pub(super) fn labels(spec: &Spec, service: &spec::Service) -> BTreeMap<String, String> {
     meta::labels(&spec.platform.name, &service.name, &service.team)
 }
 
@@ -297,7 +291,7 @@ fn callees(spec: &Spec) -> BTreeMap<&str, Vec<(&str, i32)>> {
 
 /// Minutes a service's rollout may take: its startup (or readiness) budget plus two minutes to
 /// pull and schedule, at least five.
-fn service_timeout_minutes(service: &spec::Service) -> i64 {
+pub(super) fn service_timeout_minutes(service: &spec::Service) -> i64 {
     let probe = service
         .probes
         .startup
@@ -323,489 +317,6 @@ fn namespace(spec: &Spec, service: &spec::Service) -> Namespace {
     );
     Namespace {
         metadata: meta::object_meta(&service.name, None, labels),
-        ..Default::default()
-    }
-}
-
-fn tenant(spec: &Spec, service: &spec::Service) -> (ServiceAccount, RoleBinding) {
-    let ns = Some(service.name.as_str());
-    let sa = ServiceAccount {
-        metadata: meta::object_meta(TENANT_RECONCILER, ns, labels(spec, service)),
-        automount_service_account_token: Some(false),
-        ..Default::default()
-    };
-    // flux2-multi-tenancy: cluster-admin, but through a RoleBinding, so only in this namespace.
-    let binding = RoleBinding {
-        metadata: meta::object_meta(TENANT_RECONCILER, ns, labels(spec, service)),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "ClusterRole".into(),
-            name: "cluster-admin".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: TENANT_RECONCILER.into(),
-            namespace: Some(service.name.clone()),
-            ..Default::default()
-        }]),
-    };
-    (sa, binding)
-}
-
-fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(vec![group.to_owned()]),
-        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
-        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
-        ..Default::default()
-    }
-}
-
-/// The owning team may roll out and inspect this service, and nothing else.
-fn developer_rbac(spec: &Spec, service: &spec::Service) -> Result<(Role, RoleBinding), Error> {
-    let ns = Some(service.name.as_str());
-    let read = ["get", "list", "watch"];
-    let mut rules = vec![
-        rule(
-            "apps",
-            &["deployments"],
-            &["get", "list", "watch", "patch", "update"],
-        ),
-        rule("apps", &["deployments/scale"], &["get", "patch", "update"]),
-        rule("apps", &["replicasets"], &read),
-        rule("", &["pods", "services", "endpoints", "events"], &read),
-        rule("", &["pods/log"], &["get"]),
-        rule("events.k8s.io", &["events"], &read),
-    ];
-    if service.exec {
-        // `create` for the SPDY path, `get` for the WebSocket upgrade kubectl ≥ 1.30 uses.
-        rules.push(rule("", &["pods/exec"], &["create", "get"]));
-    }
-    let role = Role {
-        metadata: meta::object_meta(DEVELOPER_ROLE, ns, labels(spec, service)),
-        rules: Some(rules),
-    };
-    let team = spec.team(&service.team).ok_or_else(|| {
-        Error::Reference(format!(
-            "service `{}` names team `{}`, which is not declared",
-            service.name, service.team
-        ))
-    })?;
-    let subjects = team
-        .groups
-        .iter()
-        .map(|g| ("Group", g))
-        .chain(team.users.iter().map(|u| ("User", u)))
-        .map(|(kind, name)| Subject {
-            kind: kind.into(),
-            name: name.clone(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            ..Default::default()
-        })
-        .collect();
-    let binding = RoleBinding {
-        metadata: meta::object_meta(DEVELOPER_ROLE, ns, labels(spec, service)),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: DEVELOPER_ROLE.into(),
-        },
-        subjects: Some(subjects),
-    };
-    Ok((role, binding))
-}
-
-/// The service's own source and Kustomization, in its namespace, applied as its tenant account.
-fn service_sync(spec: &Spec, service: &spec::Service, env: &str) -> (GitRepository, Kustomization) {
-    let ns = Some(service.name.as_str());
-    let app = app_dir(&service.name, env);
-    let repo = GitRepository::new(
-        meta::object_meta(&service.name, ns, labels(spec, service)),
-        GitRepositorySpec {
-            interval: "1m".into(),
-            url: spec.platform.git.url.clone(),
-            reference: GitRef {
-                branch: Some(spec.platform.git.branch.clone()),
-            },
-            // The artifact holds this service's manifests only, nothing else of the repository.
-            ignore: Some(only_directory(&app)),
-            timeout: None,
-        },
-    );
-    let kustomization = Kustomization::new(
-        meta::object_meta(&service.name, ns, labels(spec, service)),
-        KustomizationSpec {
-            interval: "10m".into(),
-            retry_interval: Some("1m".into()),
-            timeout: format!("{}m", service_timeout_minutes(service)),
-            path: format!("./{app}"),
-            prune: true,
-            wait: true,
-            source_ref: SourceRef {
-                kind: "GitRepository".into(),
-                name: service.name.clone(),
-            },
-            depends_on: Vec::new(),
-            service_account_name: TENANT_RECONCILER.into(),
-            target_namespace: Some(service.name.clone()),
-        },
-    );
-    (repo, kustomization)
-}
-
-/// `.sourceignore` patterns that keep `dir` and drop everything else. A gitignore pattern cannot
-/// re-include a file whose parent directory is excluded, so each level is re-included in turn.
-///
-/// `flux/apps/x` → `/*`, `!/flux/`, `/flux/*`, `!/flux/apps/`, `/flux/apps/*`, `!/flux/apps/x/`.
-fn only_directory(dir: &str) -> String {
-    let mut out = String::from("/*\n");
-    let mut prefix = String::new();
-    let parts: Vec<&str> = dir.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        prefix.push('/');
-        prefix.push_str(part);
-        out.push_str(&format!("!{prefix}/\n"));
-        if i + 1 < parts.len() {
-            out.push_str(&format!("{prefix}/*\n"));
-        }
-    }
-    out
-}
-
-fn service_account(spec: &Spec, service: &spec::Service) -> ServiceAccount {
-    ServiceAccount {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
-        automount_service_account_token: Some(service.automount_service_account_token),
-        ..Default::default()
-    }
-}
-
-fn http_probe(probe: &spec::Probe) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(probe.path.clone()),
-            port: IntOrString::Int(probe.port),
-            ..Default::default()
-        }),
-        initial_delay_seconds: (probe.initial_delay_seconds > 0)
-            .then_some(probe.initial_delay_seconds),
-        period_seconds: Some(probe.period_seconds),
-        timeout_seconds: Some(probe.timeout_seconds),
-        failure_threshold: Some(probe.failure_threshold),
-        ..Default::default()
-    }
-}
-
-fn quantities(q: &spec::Quantities) -> BTreeMap<String, Quantity> {
-    BTreeMap::from([
-        ("cpu".to_owned(), Quantity(q.cpu.clone())),
-        ("memory".to_owned(), Quantity(q.memory.clone())),
-    ])
-}
-
-/// `/tmp` → `tmp`, `/var/cache/app` → `var-cache-app`.
-fn volume_name(path: &str) -> String {
-    let name: String = path
-        .trim_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        "root".to_owned()
-    } else {
-        name
-    }
-}
-
-/// The in-cluster URL of a callee's Service.
-pub fn service_url(spec: &Spec, url: &spec::ServiceUrl) -> Result<String, Error> {
-    let callee = spec
-        .service(&url.service)
-        .ok_or_else(|| Error::Reference(format!("service `{}` is not declared", url.service)))?;
-    let port = url
-        .port
-        .or_else(|| callee.ports.first().map(|p| p.port))
-        .ok_or_else(|| Error::Reference(format!("service `{}` declares no port", callee.name)))?;
-    Ok(format!(
-        "http://{0}.{0}.svc.cluster.local:{port}{1}",
-        callee.name, url.path
-    ))
-}
-
-fn deployment(spec: &Spec, service: &spec::Service, env: &str) -> Result<Deployment, Error> {
-    let run_as_non_root = !service.is_exempt(rules::RUN_AS_NON_ROOT);
-    let read_only_root = !service.is_exempt(rules::READ_ONLY_ROOT_FILESYSTEM);
-    let env_vars = service
-        .env
-        .iter()
-        .map(|var| {
-            let value = match (&var.value, &var.service_url) {
-                (Some(value), _) => value.clone(),
-                (None, Some(url)) => service_url(spec, url)?,
-                (None, None) => {
-                    return Err(Error::Reference(format!(
-                        "env var `{}` of `{}` has neither `value` nor `service_url`",
-                        var.name, service.name
-                    )));
-                }
-            };
-            Ok(EnvVar {
-                name: var.name.clone(),
-                value: Some(value),
-                ..Default::default()
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let container = Container {
-        name: service.name.clone(),
-        image: Some(service.image_ref(&spec.platform.registry, env)),
-        image_pull_policy: Some("IfNotPresent".into()),
-        ports: Some(
-            service
-                .ports
-                .iter()
-                .map(|p| ContainerPort {
-                    name: Some(p.name.clone()),
-                    container_port: p.port,
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
-        env: (!env_vars.is_empty()).then_some(env_vars),
-        resources: Some(ResourceRequirements {
-            requests: Some(quantities(&service.resources.requests)),
-            limits: Some(quantities(&service.resources.limits)),
-            ..Default::default()
-        }),
-        startup_probe: service.probes.startup.as_ref().map(http_probe),
-        liveness_probe: Some(http_probe(&service.probes.liveness)),
-        readiness_probe: Some(http_probe(&service.probes.readiness)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            read_only_root_filesystem: Some(read_only_root),
-            run_as_non_root: run_as_non_root.then_some(true),
-            ..Default::default()
-        }),
-        volume_mounts: (!service.scratch_dirs.is_empty()).then(|| {
-            service
-                .scratch_dirs
-                .iter()
-                .map(|dir| VolumeMount {
-                    name: volume_name(dir),
-                    mount_path: dir.clone(),
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        ..Default::default()
-    };
-    let pod = PodSpec {
-        service_account_name: Some(service.name.clone()),
-        automount_service_account_token: Some(service.automount_service_account_token),
-        enable_service_links: Some(false),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: run_as_non_root.then_some(true),
-            run_as_user: service.run_as_user,
-            run_as_group: service.run_as_user,
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        containers: vec![container],
-        volumes: (!service.scratch_dirs.is_empty()).then(|| {
-            service
-                .scratch_dirs
-                .iter()
-                .map(|dir| Volume {
-                    name: volume_name(dir),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        ..Default::default()
-    };
-    Ok(Deployment {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
-        spec: Some(DeploymentSpec {
-            replicas: Some(service.replicas_in(env)),
-            selector: meta::pod_selector(&service.name),
-            template: PodTemplateSpec {
-                metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                    labels: Some(labels(spec, service)),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-}
-
-fn kube_service(spec: &Spec, service: &spec::Service) -> Service {
-    Service {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
-        spec: Some(ServiceSpec {
-            type_: Some(match service.expose {
-                Expose::Cluster => "ClusterIP".into(),
-                Expose::LoadBalancer => "LoadBalancer".into(),
-            }),
-            selector: Some(meta::selector_labels(&service.name)),
-            ports: Some(
-                service
-                    .ports
-                    .iter()
-                    .map(|p| ServicePort {
-                        name: Some(p.name.clone()),
-                        port: p.port,
-                        target_port: Some(IntOrString::Int(p.port)),
-                        protocol: Some("TCP".into()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn tcp(port: i32) -> NetworkPolicyPort {
-    NetworkPolicyPort {
-        port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    }
-}
-
-/// Namespace AND pod selector in one peer: only that service's pods in that service's namespace.
-fn service_peer(name: &str) -> NetworkPolicyPeer {
-    NetworkPolicyPeer {
-        namespace_selector: Some(meta::namespace_selector(name)),
-        pod_selector: Some(meta::pod_selector(name)),
-        ..Default::default()
-    }
-}
-
-fn network_policies(
-    spec: &Spec,
-    service: &spec::Service,
-    callees: &[(&str, i32)],
-) -> Vec<NetworkPolicy> {
-    let ns = Some(service.name.as_str());
-    let policy =
-        |name: &str, pod_selector: LabelSelector, types: &[&str], ingress, egress| NetworkPolicy {
-            metadata: meta::object_meta(name, ns, labels(spec, service)),
-            spec: Some(NetworkPolicySpec {
-                pod_selector: Some(pod_selector),
-                policy_types: Some(types.iter().map(|t| (*t).to_owned()).collect()),
-                ingress,
-                egress,
-            }),
-        };
-    let mut out = vec![
-        // Everything in the namespace: nothing in, nothing out, unless allowed below.
-        policy(
-            "default-deny",
-            LabelSelector::default(),
-            &["Ingress", "Egress"],
-            None,
-            None,
-        ),
-        policy(
-            "allow-dns",
-            meta::pod_selector(&service.name),
-            &["Egress"],
-            None,
-            Some(vec![NetworkPolicyEgressRule {
-                to: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(meta::namespace_selector("kube-system")),
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            "k8s-app".to_owned(),
-                            "kube-dns".to_owned(),
-                        )])),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
-                ports: Some(vec![
-                    NetworkPolicyPort {
-                        port: Some(IntOrString::Int(53)),
-                        protocol: Some("UDP".into()),
-                        ..Default::default()
-                    },
-                    tcp(53),
-                ]),
-            }]),
-        ),
-    ];
-    let mut ingress: Vec<NetworkPolicyIngressRule> = service
-        .callers
-        .iter()
-        .map(|caller| NetworkPolicyIngressRule {
-            from: Some(vec![service_peer(&caller.service)]),
-            ports: Some(vec![tcp(caller.port)]),
-        })
-        .collect();
-    if service.expose == Expose::LoadBalancer {
-        // No `from`: any source, including clients outside the cluster through the load balancer.
-        ingress.push(NetworkPolicyIngressRule {
-            from: None,
-            ports: Some(service.ports.iter().map(|p| tcp(p.port)).collect()),
-        });
-    }
-    if !ingress.is_empty() {
-        out.push(policy(
-            "allow-ingress",
-            meta::pod_selector(&service.name),
-            &["Ingress"],
-            Some(ingress),
-            None,
-        ));
-    }
-    if !callees.is_empty() {
-        let egress = callees
-            .iter()
-            .map(|(callee, port)| NetworkPolicyEgressRule {
-                to: Some(vec![service_peer(callee)]),
-                ports: Some(vec![tcp(*port)]),
-            })
-            .collect();
-        out.push(policy(
-            "allow-egress",
-            meta::pod_selector(&service.name),
-            &["Egress"],
-            None,
-            Some(egress),
-        ));
-    }
-    out
-}
-
-fn pdb(spec: &Spec, service: &spec::Service) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(meta::pod_selector(&service.name)),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }
@@ -1082,14 +593,6 @@ mod tests {
         assert_eq!(sync["spec"]["path"], "./flux/apps/antaeus/production");
         // 90 × 10 s startup budget + 2 min: the rollout wait must outlast Antaeus's slow start.
         assert_eq!(sync["spec"]["timeout"], "17m");
-    }
-
-    #[test]
-    fn a_tenant_source_keeps_only_its_own_directory_level_by_level() {
-        assert_eq!(
-            only_directory("flux/apps/antaeus/production"),
-            "/*\n!/flux/\n/flux/*\n!/flux/apps/\n/flux/apps/*\n!/flux/apps/antaeus/\n/flux/apps/antaeus/*\n!/flux/apps/antaeus/production/\n"
-        );
     }
 
     #[test]
