@@ -433,6 +433,14 @@ mod tests {
             pod["securityContext"]["seccompProfile"]["type"],
             "RuntimeDefault"
         );
+        // The scanner sees the same exemptions, with the same reasons.
+        let skips = antaeus["metadata"]["annotations"]
+            .as_object()
+            .expect("annotations");
+        assert!(skips.values().any(|v| {
+            v.as_str()
+                .is_some_and(|v| v.starts_with("CKV_K8S_23=the stock tinjis image"))
+        }));
         let provider = find(
             &tree,
             "Deployment",

@@ -76,6 +76,10 @@ pub struct Environment {
     /// Images must be pinned by digest here (the release pipeline writes the digest into the spec).
     #[serde(default)]
     pub require_digest: bool,
+    /// Scanner checks skipped for every Deployment here (e.g. digests in an environment that
+    /// follows tags), each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scanner_skips: Vec<ScannerSkip>,
 }
 
 /// `services/<name>.toml`: one service, owned by its team. The name is the file's stem.
@@ -237,6 +241,18 @@ pub struct Caller {
 pub struct ExemptionSpec {
     pub rule: String,
     pub reason: String,
+    /// Checks of the independent scanner (checkov IDs such as `CKV_K8S_23`) that the same
+    /// exemption covers: rendered as `checkov.io/skipN` annotations carrying the same reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scanner_checks: Vec<String>,
+}
+
+/// A scanner check skipped for every workload of an environment, and why.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScannerSkip {
+    pub check: String,
+    pub reason: String,
 }
 
 /// Per-environment overrides of a service.
@@ -267,6 +283,8 @@ pub struct Exemption {
     pub namespace: String,
     pub name: String,
     pub reason: String,
+    /// Scanner (checkov) checks the same exemption covers.
+    pub scanner_checks: Vec<String>,
 }
 
 /// The whole validated platform: what rendering reads.
@@ -411,6 +429,7 @@ impl Spec {
                     namespace: service.name.clone(),
                     name: service.name.clone(),
                     reason: e.reason.clone(),
+                    scanner_checks: e.scanner_checks.clone(),
                 })
             })
             .collect();
@@ -433,6 +452,21 @@ impl Service {
             Some(digest) => format!("{registry}/{}:{tag}@{digest}", self.image),
             None => format!("{registry}/{}:{tag}", self.image),
         }
+    }
+
+    /// `(check, reason)` of every scanner check skipped for this service's Deployment in
+    /// `environment`: the environment's skips, then the service's exemptions.
+    pub fn scanner_skips<'a>(&'a self, environment: &'a Environment) -> Vec<(&'a str, &'a str)> {
+        environment
+            .scanner_skips
+            .iter()
+            .map(|s| (s.check.as_str(), s.reason.as_str()))
+            .chain(self.policy_exemptions.iter().flat_map(|e| {
+                e.scanner_checks
+                    .iter()
+                    .map(|check| (check.as_str(), e.reason.as_str()))
+            }))
+            .collect()
     }
 
     /// Replicas in `environment`.

@@ -349,7 +349,48 @@ fn validate_platform(sink: &mut Sink<'_>, file: &PlatformFile, teams: &BTreeSet<
                 format!("environment `{}` is declared twice", env.name),
             );
         }
+        for (j, skip) in env.scanner_skips.iter().enumerate() {
+            if !is_scanner_check(&skip.check) {
+                sink.push(
+                    &[
+                        Key("environments"),
+                        Index(i),
+                        Key("scanner_skips"),
+                        Index(j),
+                        Key("check"),
+                    ],
+                    format!(
+                        "`{}` is not a checkov check ID such as `CKV_K8S_43`",
+                        skip.check
+                    ),
+                );
+            }
+            if skip.reason.trim().is_empty() {
+                sink.push(
+                    &[
+                        Key("environments"),
+                        Index(i),
+                        Key("scanner_skips"),
+                        Index(j),
+                        Key("reason"),
+                    ],
+                    "a skipped check needs a written reason".into(),
+                );
+            }
+        }
     }
+}
+
+/// A checkov check ID: `CKV_` or `CKV2_` then uppercase letters, digits and `_`.
+fn is_scanner_check(check: &str) -> bool {
+    ["CKV_", "CKV2_"].iter().any(|prefix| {
+        check.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+    })
 }
 
 fn not_dns(what: &str, value: &str) -> String {
@@ -567,6 +608,19 @@ fn validate_service(
                 &[Key("policy_exemptions"), Index(i), Key("rule")],
                 format!("rule `{}` is exempted twice", exemption.rule),
             );
+        }
+        for (j, check) in exemption.scanner_checks.iter().enumerate() {
+            if !is_scanner_check(check) {
+                sink.push(
+                    &[
+                        Key("policy_exemptions"),
+                        Index(i),
+                        Key("scanner_checks"),
+                        Index(j),
+                    ],
+                    format!("`{check}` is not a checkov check ID such as `CKV_K8S_23`"),
+                );
+            }
         }
         if exemption.reason.trim().is_empty() {
             sink.push(
@@ -837,7 +891,7 @@ mod tests {
         let found = problems("antaeus", "digest = \"sha256:", "tag = \"2019.1.1\"\n#");
         assert_one(
             &found,
-            "infra/services/antaeus.toml:56:1: environments.production.digest: environment `production` requires images pinned by digest: set `digest = \"sha256:…\"`",
+            "infra/services/antaeus.toml:58:1: environments.production.digest: environment `production` requires images pinned by digest: set `digest = \"sha256:…\"`",
         );
     }
 
@@ -907,7 +961,7 @@ mod tests {
         );
         assert_one(
             &found,
-            "infra/services/antaeus.toml:54:10: policy_exemptions[1].reason: an exemption needs a written reason",
+            "infra/services/antaeus.toml:56:10: policy_exemptions[1].reason: an exemption needs a written reason",
         );
     }
 

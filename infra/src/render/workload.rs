@@ -115,7 +115,9 @@ pub(super) fn deployment(
     let container = Container {
         name: service.name.clone(),
         image: Some(service.image_ref(&spec.platform.registry, env)),
-        image_pull_policy: Some("IfNotPresent".into()),
+        // Always: the kubelet re-checks the pull credentials, so another pod on the node cannot
+        // run a cached private image it has no right to pull (a digest keeps it cheap).
+        image_pull_policy: Some("Always".into()),
         ports: Some(
             service
                 .ports
@@ -189,8 +191,28 @@ pub(super) fn deployment(
         }),
         ..Default::default()
     };
+    let mut metadata = meta::object_meta(&service.name, Some(&service.name), labels(spec, service));
+    let environment = spec.environments.iter().find(|e| e.name == env);
+    let skips = environment
+        .map(|e| service.scanner_skips(e))
+        .unwrap_or_default();
+    if !skips.is_empty() {
+        // checkov's in-manifest skip syntax, so the scanner's report shows the same reason.
+        metadata.annotations = Some(
+            skips
+                .iter()
+                .enumerate()
+                .map(|(i, (check, reason))| {
+                    (
+                        format!("checkov.io/skip{}", i + 1),
+                        format!("{check}={reason}"),
+                    )
+                })
+                .collect(),
+        );
+    }
     Ok(Deployment {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
+        metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(service.replicas_in(env)),
             selector: meta::pod_selector(&service.name),
