@@ -1,1 +1,47 @@
-//! PLACEHOLDER
+//! The billing platform as typed data: a declarative spec rendered into typed Kubernetes and Flux
+//! objects (the `flux/` GitOps tree), plus the cross-object checks `cargo xtask verify` runs.
+//!
+//! Flow: [`Spec::embedded`] or [`Spec::load`] → [`render()`] → [`Tree`] →
+//! [`checks::run`] over [`Tree::entries`]; [`Tree::render`] gives the bytes `cargo xtask gen` writes.
+
+pub mod checks;
+pub mod flux;
+pub mod meta;
+pub mod render;
+pub mod spec;
+pub mod synthetic;
+pub mod tree;
+pub mod validate;
+
+pub use render::render;
+pub use spec::{Exemption, Spec};
+pub use tree::{Object, Tree};
+pub use validate::{Problem, Problems};
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A spec file or directory could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spec has problems; every one is listed with file, line and field.
+    #[error("{0}")]
+    Invalid(Problems),
+    /// An object could not be serialised (a bug in a type, never in the spec).
+    #[error("cannot serialise {what}")]
+    Serialize {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A spec built by hand (not through [`Spec::parse`]) refers to something it does not declare.
+    #[error("the spec refers to something it does not declare: {0}")]
+    Reference(String),
+    /// Two generators wrote the same path, or a file was added where the tree derives one.
+    #[error("cannot build the tree: {0}")]
+    Tree(String),
+}

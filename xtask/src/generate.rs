@@ -1,10 +1,306 @@
-//! PLACEHOLDER while the workspace is being built: replaced by the real command.
+//! `cargo xtask gen`: renders the platform spec into `flux/` and `.github/CODEOWNERS`.
+//!
+//! One write path: `gen` and `verify` both call [`generate`], which goes through
+//! [`ensure_file_contents`]; in check mode nothing is written and every stale, missing or stray
+//! file is reported with a diff and the fixing command.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use infra::{Spec, Tree};
+
+/// The directory every generated file but CODEOWNERS lives in; anything else in it is stray.
+pub(crate) const GENERATED_DIR: &str = "flux";
 
 #[derive(clap::Args)]
-pub struct Gen {}
+pub struct Gen {
+    /// Load the spec from this directory (`platform.toml` + `services/*.toml`) instead of the
+    /// built-in `infra/` one.
+    #[arg(long, value_name = "DIR")]
+    spec: Option<PathBuf>,
+    /// Write `flux/` and `.github/CODEOWNERS` under this directory instead of the workspace root
+    /// (e.g. a scratch git repository for an end-to-end run).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
 
 impl Gen {
     pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("not built yet")
+        let spec = load_spec(self.spec.as_deref())?;
+        let tree = infra::render(&spec)?;
+        let root = self.root.unwrap_or_else(crate::project_root);
+        let outcome = generate(&root, &tree, Mode::Write)?;
+        let kinds = tree
+            .kind_counts()
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!("objects: {kinds}");
+        println!(
+            "files: {} written, {} unchanged, {} removed",
+            outcome.written.len(),
+            outcome.unchanged,
+            outcome.removed.len()
+        );
+        for path in outcome.written.iter().chain(&outcome.removed) {
+            println!("  {path}");
+        }
+        Ok(())
+    }
+}
+
+/// The built-in spec, or the one in `dir`.
+pub(crate) fn load_spec(dir: Option<&Path>) -> anyhow::Result<Spec> {
+    Ok(match dir {
+        Some(dir) => Spec::load(dir)?,
+        None => Spec::embedded()?,
+    })
+}
+
+/// Write the tree, or only compare it with what is on disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Write,
+    Check,
+}
+
+/// What [`generate`] did (write mode) or found (check mode).
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Files written (write mode) or that would be (check mode).
+    pub written: Vec<String>,
+    pub unchanged: usize,
+    /// Stray files deleted (write mode) or found (check mode).
+    pub removed: Vec<String>,
+    /// Check mode: one entry per stale, missing or stray file, with its diff and the fix.
+    pub problems: Vec<String>,
+}
+
+/// Brings `root` in line with `tree` (write mode) or reports every difference (check mode).
+pub(crate) fn generate(root: &Path, tree: &Tree, mode: Mode) -> anyhow::Result<Outcome> {
+    let files = tree.render()?;
+    let mut outcome = Outcome::default();
+    for (path, contents) in &files {
+        ensure_file_contents(root, path, contents, mode, &mut outcome)?;
+    }
+    for stray in stray_files(root, &files)? {
+        match mode {
+            Mode::Write => {
+                let full = root.join(&stray);
+                std::fs::remove_file(&full)
+                    .with_context(|| format!("cannot remove stray file {}", full.display()))?;
+                remove_empty_parents(root, &full);
+            }
+            Mode::Check => outcome.problems.push(format!(
+                "{stray}: stray file in the generated directory `{GENERATED_DIR}/` (gen would delete it): run `cargo xtask gen`"
+            )),
+        }
+        outcome.removed.push(stray);
+    }
+    Ok(outcome)
+}
+
+/// The single place generated files are written.
+fn ensure_file_contents(
+    root: &Path,
+    path: &str,
+    contents: &str,
+    mode: Mode,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let full = root.join(path);
+    let current = match std::fs::read_to_string(&full) {
+        Ok(text) => Some(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", full.display())),
+    };
+    if current.as_deref() == Some(contents) {
+        outcome.unchanged += 1;
+        return Ok(());
+    }
+    outcome.written.push(path.to_owned());
+    match mode {
+        Mode::Write => {
+            if let Some(dir) = full.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::write(&full, contents)
+                .with_context(|| format!("cannot write {}", full.display()))?;
+        }
+        Mode::Check => {
+            let problem = match current {
+                None => format!("{path}: missing (gen would create it): run `cargo xtask gen`"),
+                Some(old) => {
+                    let diff = similar::TextDiff::from_lines(old.as_str(), contents)
+                        .unified_diff()
+                        .context_radius(2)
+                        .header(
+                            &format!("a/{path} (committed)"),
+                            &format!("b/{path} (generated)"),
+                        )
+                        .to_string();
+                    format!(
+                        "{path}: stale, differs from what gen writes: run `cargo xtask gen`\n{diff}"
+                    )
+                }
+            };
+            outcome.problems.push(problem);
+        }
+    }
+    Ok(())
+}
+
+/// Files under the generated directory that the tree does not produce, relative to `root`.
+fn stray_files(root: &Path, files: &BTreeMap<String, String>) -> anyhow::Result<Vec<String>> {
+    let mut stray = Vec::new();
+    let mut pending = vec![root.join(GENERATED_DIR)];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot list {}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(root)
+                .expect("walked from inside root")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            if !files.contains_key(&relative) {
+                stray.push(relative);
+            }
+        }
+    }
+    stray.sort();
+    Ok(stray)
+}
+
+/// Removes directories left empty by a deletion, up to the generated directory.
+fn remove_empty_parents(root: &Path, file: &Path) {
+    let top = root.join(GENERATED_DIR);
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == top || !d.starts_with(&top) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_tree() -> Tree {
+        infra::render(&Spec::embedded().expect("the shipped spec is valid")).expect("renders")
+    }
+
+    /// A fresh scratch directory, per test and process (removed at the end of the test).
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("target dir is writable");
+        dir
+    }
+
+    #[test]
+    fn the_committed_flux_tree_and_codeowners_are_current() {
+        let outcome = generate(&crate::project_root(), &default_tree(), Mode::Check)
+            .expect("the workspace is readable");
+        assert!(
+            outcome.problems.is_empty(),
+            "the committed tree is stale; run `cargo xtask gen`:\n{}",
+            outcome.problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn generating_twice_changes_nothing_the_second_time() {
+        let dir = scratch("gen-twice");
+        let tree = default_tree();
+        let first = generate(&dir, &tree, Mode::Write).expect("writes");
+        assert!(!first.written.is_empty());
+        let second = generate(&dir, &tree, Mode::Write).expect("writes");
+        assert!(second.written.is_empty() && second.removed.is_empty());
+        assert_eq!(second.unchanged, first.written.len());
+        std::fs::remove_dir_all(&dir).expect("scratch dir is removable");
+    }
+
+    #[test]
+    fn check_mode_reports_stale_missing_and_stray_files_with_the_fix() {
+        let dir = scratch("gen-check");
+        let tree = default_tree();
+        generate(&dir, &tree, Mode::Write).expect("writes");
+        let stale = "flux/apps/antaeus/production/service.yaml";
+        let text = std::fs::read_to_string(dir.join(stale)).expect("generated");
+        std::fs::write(dir.join(stale), text.replace("port: 8000", "port: 8001"))
+            .expect("writable");
+        std::fs::remove_file(dir.join("flux/clusters/staging/tenants.yaml")).expect("generated");
+        std::fs::write(
+            dir.join("flux/apps/antaeus/production/extra.yaml"),
+            "kind: ConfigMap\n",
+        )
+        .expect("writable");
+
+        let outcome = generate(&dir, &tree, Mode::Check).expect("reads");
+        let all = outcome.problems.join("\n");
+        assert_eq!(outcome.problems.len(), 3, "{all}");
+        assert!(
+            all.contains(&format!(
+                "{stale}: stale, differs from what gen writes: run `cargo xtask gen`"
+            )),
+            "{all}"
+        );
+        assert!(
+            all.contains("-  - port: 8001") || all.contains("-    port: 8001"),
+            "{all}"
+        );
+        assert!(all.contains("flux/clusters/staging/tenants.yaml: missing (gen would create it): run `cargo xtask gen`"), "{all}");
+        assert!(
+            all.contains("flux/apps/antaeus/production/extra.yaml: stray file"),
+            "{all}"
+        );
+        assert!(
+            dir.join("flux/apps/antaeus/production/extra.yaml").exists(),
+            "check mode must not delete"
+        );
+
+        let fixed = generate(&dir, &tree, Mode::Write).expect("writes");
+        assert_eq!(fixed.removed, ["flux/apps/antaeus/production/extra.yaml"]);
+        assert!(
+            generate(&dir, &tree, Mode::Check)
+                .expect("reads")
+                .problems
+                .is_empty()
+        );
+        std::fs::remove_dir_all(&dir).expect("scratch dir is removable");
+    }
+
+    #[test]
+    fn gen_deletes_a_service_it_no_longer_generates_and_its_empty_directories() {
+        let dir = scratch("gen-removed");
+        generate(&dir, &default_tree(), Mode::Write).expect("writes");
+        let old = dir.join("flux/apps/old-service/production");
+        std::fs::create_dir_all(&old).expect("writable");
+        std::fs::write(old.join("deployment.yaml"), "kind: Deployment\n").expect("writable");
+        let outcome = generate(&dir, &default_tree(), Mode::Write).expect("writes");
+        assert_eq!(
+            outcome.removed,
+            ["flux/apps/old-service/production/deployment.yaml"]
+        );
+        assert!(!dir.join("flux/apps/old-service").exists());
+        std::fs::remove_dir_all(&dir).expect("scratch dir is removable");
     }
 }

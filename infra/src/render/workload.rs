@@ -1,0 +1,270 @@
+//! A service's workload: ServiceAccount, Deployment (probes, resources, hardening), Service, PDB.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::labels;
+use crate::Error;
+use crate::meta;
+use crate::spec::{self, Expose, Spec, rules};
+
+pub(super) fn service_account(spec: &Spec, service: &spec::Service) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
+        automount_service_account_token: Some(service.automount_service_account_token),
+        ..Default::default()
+    }
+}
+
+pub(super) fn http_probe(probe: &spec::Probe) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(probe.path.clone()),
+            port: IntOrString::Int(probe.port),
+            ..Default::default()
+        }),
+        initial_delay_seconds: (probe.initial_delay_seconds > 0)
+            .then_some(probe.initial_delay_seconds),
+        period_seconds: Some(probe.period_seconds),
+        timeout_seconds: Some(probe.timeout_seconds),
+        failure_threshold: Some(probe.failure_threshold),
+        ..Default::default()
+    }
+}
+
+pub(super) fn quantities(q: &spec::Quantities) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([
+        ("cpu".to_owned(), Quantity(q.cpu.clone())),
+        ("memory".to_owned(), Quantity(q.memory.clone())),
+    ])
+}
+
+/// `/tmp` → `tmp`, `/var/cache/app` → `var-cache-app`.
+pub(super) fn volume_name(path: &str) -> String {
+    let name: String = path
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "root".to_owned()
+    } else {
+        name
+    }
+}
+
+/// The in-cluster URL of a callee's Service.
+pub fn service_url(spec: &Spec, url: &spec::ServiceUrl) -> Result<String, Error> {
+    let callee = spec
+        .service(&url.service)
+        .ok_or_else(|| Error::Reference(format!("service `{}` is not declared", url.service)))?;
+    let port = url
+        .port
+        .or_else(|| callee.ports.first().map(|p| p.port))
+        .ok_or_else(|| Error::Reference(format!("service `{}` declares no port", callee.name)))?;
+    Ok(format!(
+        "http://{0}.{0}.svc.cluster.local:{port}{1}",
+        callee.name, url.path
+    ))
+}
+
+pub(super) fn deployment(
+    spec: &Spec,
+    service: &spec::Service,
+    env: &str,
+) -> Result<Deployment, Error> {
+    let run_as_non_root = !service.is_exempt(rules::RUN_AS_NON_ROOT);
+    let read_only_root = !service.is_exempt(rules::READ_ONLY_ROOT_FILESYSTEM);
+    let env_vars = service
+        .env
+        .iter()
+        .map(|var| {
+            let value = match (&var.value, &var.service_url) {
+                (Some(value), _) => value.clone(),
+                (None, Some(url)) => service_url(spec, url)?,
+                (None, None) => {
+                    return Err(Error::Reference(format!(
+                        "env var `{}` of `{}` has neither `value` nor `service_url`",
+                        var.name, service.name
+                    )));
+                }
+            };
+            Ok(EnvVar {
+                name: var.name.clone(),
+                value: Some(value),
+                ..Default::default()
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let container = Container {
+        name: service.name.clone(),
+        image: Some(service.image_ref(&spec.platform.registry, env)),
+        // Always: the kubelet re-checks the pull credentials, so another pod on the node cannot
+        // run a cached private image it has no right to pull (a digest keeps it cheap).
+        image_pull_policy: Some("Always".into()),
+        ports: Some(
+            service
+                .ports
+                .iter()
+                .map(|p| ContainerPort {
+                    name: Some(p.name.clone()),
+                    container_port: p.port,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        env: (!env_vars.is_empty()).then_some(env_vars),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&service.resources.requests)),
+            limits: Some(quantities(&service.resources.limits)),
+            ..Default::default()
+        }),
+        startup_probe: service.probes.startup.as_ref().map(http_probe),
+        liveness_probe: Some(http_probe(&service.probes.liveness)),
+        readiness_probe: Some(http_probe(&service.probes.readiness)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            read_only_root_filesystem: Some(read_only_root),
+            run_as_non_root: run_as_non_root.then_some(true),
+            ..Default::default()
+        }),
+        volume_mounts: (!service.scratch_dirs.is_empty()).then(|| {
+            service
+                .scratch_dirs
+                .iter()
+                .map(|dir| VolumeMount {
+                    name: volume_name(dir),
+                    mount_path: dir.clone(),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        service_account_name: Some(service.name.clone()),
+        automount_service_account_token: Some(service.automount_service_account_token),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: run_as_non_root.then_some(true),
+            run_as_user: service.run_as_user,
+            run_as_group: service.run_as_user,
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        containers: vec![container],
+        volumes: (!service.scratch_dirs.is_empty()).then(|| {
+            service
+                .scratch_dirs
+                .iter()
+                .map(|dir| Volume {
+                    name: volume_name(dir),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    };
+    let mut metadata = meta::object_meta(&service.name, Some(&service.name), labels(spec, service));
+    let environment = spec.environments.iter().find(|e| e.name == env);
+    let skips = environment
+        .map(|e| service.scanner_skips(e))
+        .unwrap_or_default();
+    if !skips.is_empty() {
+        // checkov's in-manifest skip syntax, so the scanner's report shows the same reason.
+        metadata.annotations = Some(
+            skips
+                .iter()
+                .enumerate()
+                .map(|(i, (check, reason))| {
+                    (
+                        format!("checkov.io/skip{}", i + 1),
+                        format!("{check}={reason}"),
+                    )
+                })
+                .collect(),
+        );
+    }
+    Ok(Deployment {
+        metadata,
+        spec: Some(DeploymentSpec {
+            replicas: Some(service.replicas_in(env)),
+            selector: meta::pod_selector(&service.name),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(spec, service)),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+pub(super) fn kube_service(spec: &Spec, service: &spec::Service) -> Service {
+    Service {
+        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
+        spec: Some(ServiceSpec {
+            type_: Some(match service.expose {
+                Expose::Cluster => "ClusterIP".into(),
+                Expose::LoadBalancer => "LoadBalancer".into(),
+            }),
+            selector: Some(meta::selector_labels(&service.name)),
+            ports: Some(
+                service
+                    .ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(p.name.clone()),
+                        port: p.port,
+                        target_port: Some(IntOrString::Int(p.port)),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub(super) fn pdb(spec: &Spec, service: &spec::Service) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(meta::pod_selector(&service.name)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
