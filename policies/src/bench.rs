@@ -168,3 +168,106 @@ fn service(i: usize) -> Vec<SourcedObject> {
         ),
     ]
 }
+
+/// Figures from one benchmark run over a synthetic platform.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figures {
+    pub services: usize,
+    pub objects: usize,
+    /// Rule × object evaluations (rules matching the object's kind).
+    pub evaluations: usize,
+    /// Parsing `rules.yaml` and compiling every expression once.
+    pub compile: std::time::Duration,
+    /// `Bundle::check` over all objects, best of the runs.
+    pub check: std::time::Duration,
+    /// Baseline measured in the same run: serialising the same objects to YAML, which `gen`
+    /// does anyway to write the tree.
+    pub yaml_baseline: std::time::Duration,
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ratio = self.check.as_secs_f64() / self.yaml_baseline.as_secs_f64().max(1e-9);
+        writeln!(
+            f,
+            "policy check: {} services, {} objects, {} rule evaluations",
+            self.services, self.objects, self.evaluations
+        )?;
+        writeln!(f, "  compile rules once:   {:>9.2?}", self.compile)?;
+        writeln!(
+            f,
+            "  check all objects:    {:>9.2?}  ({:.1} µs per object)",
+            self.check,
+            self.check.as_secs_f64() * 1e6 / self.objects.max(1) as f64
+        )?;
+        write!(
+            f,
+            "  baseline (YAML dump): {:>9.2?}  (check = {ratio:.1}× baseline)",
+            self.yaml_baseline
+        )
+    }
+}
+
+/// Times compiling the bundle and checking `services` synthetic services (best of `runs`).
+pub fn measure(services: usize, runs: usize) -> Result<Figures, crate::Error> {
+    use std::time::{Duration, Instant};
+    let objects = synthetic_objects(services);
+    let start = Instant::now();
+    let bundle = crate::Bundle::builtin()?;
+    let compile = start.elapsed();
+    let context = crate::CheckContext {
+        environment: Some("production".into()),
+    };
+    let evaluations = objects
+        .iter()
+        .map(|o| {
+            let (group, _) =
+                crate::kinds::split_api_version(o.object["apiVersion"].as_str().unwrap_or(""));
+            let kind = o.object["kind"].as_str().unwrap_or("");
+            bundle
+                .rules()
+                .iter()
+                .filter(|r| r.applies_in(Some("production")) && r.matches_kind(group, kind))
+                .count()
+        })
+        .sum();
+    let mut check = Duration::MAX;
+    let mut yaml_baseline = Duration::MAX;
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        let report = bundle.check(&context, &objects, &[])?;
+        check = check.min(start.elapsed());
+        assert!(
+            report.violations.is_empty(),
+            "synthetic objects are compliant: {report}"
+        );
+
+        let start = Instant::now();
+        let mut bytes = 0;
+        for object in &objects {
+            bytes += serde_yaml_ng::to_string(&object.object).map_or(0, |s| s.len());
+        }
+        yaml_baseline = yaml_baseline.min(start.elapsed());
+        std::hint::black_box(bytes);
+    }
+    Ok(Figures {
+        services,
+        objects: objects.len(),
+        evaluations,
+        compile,
+        check,
+        yaml_baseline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_services_have_nine_objects_each_and_pass_every_rule() {
+        let figures = measure(2, 1).expect("the bundle compiles");
+        assert_eq!(figures.objects, 18);
+        assert!(figures.evaluations > 18, "{figures}");
+    }
+}

@@ -28,7 +28,10 @@ pub struct CheckContext {
 /// A rule with its expressions compiled.
 struct Compiled {
     match_conditions: Vec<Program>,
+    /// The rule's own variables; the shared ones are evaluated once per object.
     variables: Vec<(String, Program)>,
+    /// Indices into `Bundle::shared` of the shared variables the rule defines.
+    shared: Vec<usize>,
     validations: Vec<(Program, Option<Program>)>,
 }
 
@@ -38,6 +41,9 @@ pub struct Bundle {
     env: Arc<Env>,
     rules: Vec<Rule>,
     compiled: Vec<Compiled>,
+    /// Variables that every rule defining them defines identically (`podSpec`, `containers`):
+    /// evaluated once per object instead of once per rule, which is most of the work.
+    shared: Vec<(String, Program)>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -86,14 +92,24 @@ impl Bundle {
     pub fn from_yaml(text: &str) -> Result<Bundle, Error> {
         let rules = rules::parse(text)?;
         let env = evaluate::environment();
+        let shared_names = shared_variables(&rules);
         let compiled = rules
             .iter()
-            .map(|rule| compile_rule(&env, rule))
+            .map(|rule| compile_rule(&env, rule, &shared_names))
             .collect::<Result<_, _>>()?;
+        let shared = shared_names
+            .iter()
+            .map(|(name, expression)| {
+                let program = evaluate::compile(&env, expression, Site::Body)
+                    .expect("shared variables were compiled with their rules");
+                (name.clone(), program)
+            })
+            .collect();
         Ok(Bundle {
             env,
             rules,
             compiled,
+            shared,
         })
     }
 
@@ -186,11 +202,18 @@ impl Bundle {
                 meta.namespace,
                 meta.name,
             );
-            let root = evaluate::object_context(
+            let mut root = evaluate::object_context(
                 &self.env,
                 evaluate::to_cel(&sourced.object),
                 evaluate::to_cel(&request),
             );
+            let mut needed = vec![false; self.shared.len()];
+            for &index in &matching {
+                for &shared in &self.compiled[index].shared {
+                    needed[shared] = true;
+                }
+            }
+            evaluate::bind_variables_where(&mut root, &self.shared, &needed);
             let file = sourced.file.display().to_string();
             let violation = |rule: &Rule, message: String| Violation {
                 rule: rule.name.clone(),
@@ -266,7 +289,52 @@ impl Bundle {
     }
 }
 
-fn compile_rule(env: &Env, rule: &Rule) -> Result<Compiled, Error> {
+/// The variables shared by every rule that defines them, with their expressions, in order of
+/// first definition (so each comes after the ones it uses). A variable qualifies when every
+/// definition is identical and it only uses other shared variables.
+fn shared_variables(rules: &[Rule]) -> Vec<(String, String)> {
+    let mut definitions: Vec<(String, String, bool)> = Vec::new();
+    for variable in rules.iter().flat_map(|r| &r.variables) {
+        match definitions.iter_mut().find(|(n, _, _)| *n == variable.name) {
+            Some((_, expression, same)) => *same &= *expression == variable.expression,
+            None => definitions.push((variable.name.clone(), variable.expression.clone(), true)),
+        }
+    }
+    loop {
+        let shared: Vec<String> = definitions
+            .iter()
+            .filter(|(_, _, same)| *same)
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        let mut changed = false;
+        for (_, expression, same) in definitions.iter_mut().filter(|(_, _, same)| *same) {
+            if referenced_variables(expression).any(|r| !shared.iter().any(|s| s == r)) {
+                *same = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    definitions
+        .into_iter()
+        .filter(|(_, _, same)| *same)
+        .map(|(name, expression, _)| (name, expression))
+        .collect()
+}
+
+/// Names `x` an expression reads as `variables.x`.
+fn referenced_variables(expression: &str) -> impl Iterator<Item = &str> {
+    expression.split("variables.").skip(1).map(|rest| {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    })
+}
+
+fn compile_rule(env: &Env, rule: &Rule, shared: &[(String, String)]) -> Result<Compiled, Error> {
     let compile = |field: String, expression: &str, site: Site| {
         evaluate::compile(env, expression, site).map_err(|message| Error::Compile {
             rule: rule.name.clone(),
@@ -287,19 +355,16 @@ fn compile_rule(env: &Env, rule: &Rule) -> Result<Compiled, Error> {
             )
         })
         .collect::<Result<_, _>>()?;
-    let variables = rule
-        .variables
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            compile(
-                format!("variables[{i}] ({})", v.name),
-                &v.expression,
-                Site::Body,
-            )
-            .map(|p| (v.name.clone(), p))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut variables = Vec::new();
+    let mut shared_indices = Vec::new();
+    for (i, v) in rule.variables.iter().enumerate() {
+        let field = format!("variables[{i}] ({})", v.name);
+        let program = compile(field, &v.expression, Site::Body)?;
+        match shared.iter().position(|(name, _)| *name == v.name) {
+            Some(index) => shared_indices.push(index),
+            None => variables.push((v.name.clone(), program)),
+        }
+    }
     let validations = rule
         .validations
         .iter()
@@ -321,6 +386,7 @@ fn compile_rule(env: &Env, rule: &Rule) -> Result<Compiled, Error> {
     Ok(Compiled {
         match_conditions,
         variables,
+        shared: shared_indices,
         validations,
     })
 }

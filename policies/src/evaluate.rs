@@ -1,7 +1,6 @@
 //! The offline CEL evaluator: the environment both enforcers share, compilation with the checks
 //! that keep expressions valid for Kubernetes, and evaluation with VAP's variables.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::objects::{Key, Map};
@@ -156,23 +155,39 @@ pub(crate) fn eval_bool(program: &Program, context: &Context) -> Result<bool, St
     }
 }
 
-/// Evaluates a rule's variables in order, each seeing the ones before it, and returns a scope
-/// with `variables` bound. A variable that fails is left out: an expression using it then fails
-/// with "no such key", which is how the API server reports it too.
+/// Evaluates variables in order into `scope`, each seeing the ones before it. Each is bound
+/// under its qualified name `variables.<name>`, which CEL resolves before selecting on a
+/// `variables` map: no map of all variables is rebuilt (and deep-copied) per step. A variable
+/// that fails is left unbound: an expression using it then fails, which is how the API server
+/// reports it too.
+pub(crate) fn bind_variables(scope: &mut Context<'_, 'static>, variables: &[(String, Program)]) {
+    for (name, program) in variables {
+        if let Ok(value) = program.execute(scope) {
+            scope.add_variable_from_value(format!("variables.{name}"), value);
+        }
+    }
+}
+
+/// Like [`bind_variables`], for the variables whose flag in `needed` is set.
+pub(crate) fn bind_variables_where(
+    scope: &mut Context<'_, 'static>,
+    variables: &[(String, Program)],
+    needed: &[bool],
+) {
+    for ((name, program), needed) in variables.iter().zip(needed) {
+        if *needed && let Ok(value) = program.execute(scope) {
+            scope.add_variable_from_value(format!("variables.{name}"), value);
+        }
+    }
+}
+
+/// A child scope of `context` with `variables` evaluated and bound.
 pub(crate) fn with_variables<'p>(
     context: &'p Context<'p, 'static>,
     variables: &[(String, Program)],
 ) -> Context<'p, 'static> {
-    let mut values: HashMap<String, Value> = HashMap::with_capacity(variables.len());
-    for (name, program) in variables {
-        let mut scope = context.new_inner_scope();
-        scope.add_variable_from_value("variables", values.clone());
-        if let Ok(value) = program.execute(&scope) {
-            values.insert(name.clone(), value);
-        }
-    }
     let mut scope = context.new_inner_scope();
-    scope.add_variable_from_value("variables", values);
+    bind_variables(&mut scope, variables);
     scope
 }
 
