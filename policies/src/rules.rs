@@ -15,7 +15,8 @@ pub enum Severity {
 
 impl std::fmt::Display for Severity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        // `pad`, not `write_str`, so reports can align the column with `{:<8}`.
+        f.pad(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
         })
