@@ -371,18 +371,40 @@ mod tests {
     }
 
     #[test]
-    fn adding_privileged_to_the_tree_fails_the_check_naming_the_rule() {
-        let dir = compliant_tree();
-        edit(&dir, "deployment.yaml", |d| {
-            d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
-                true.into();
-        });
-        let report = check(&dir).report().expect("loads and checks");
-        let rules: Vec<&str> = report.violations.iter().map(|v| v.rule.as_str()).collect();
-        assert_eq!(rules, ["no-privileged"], "{report}");
-        assert!(report.violations[0].file.ends_with("kustomization.yaml"));
-        let err = check(&dir).run().expect_err("an error-severity violation");
-        assert!(err.to_string().contains("1 policy violations"), "{err}");
+    fn each_classic_mistake_in_a_copy_of_the_tree_fails_the_check_naming_its_rule() {
+        type Mistake = (&'static str, &'static str, fn(&mut serde_json::Value));
+        let mistakes: [Mistake; 4] = [
+            ("deployment.yaml", "probes-required", |d| {
+                let container = &mut d["spec"]["template"]["spec"]["containers"][0];
+                container
+                    .as_object_mut()
+                    .expect("container")
+                    .remove("livenessProbe");
+            }),
+            ("deployment.yaml", "image-tag-pinned", |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    "registry.example.com/billing/svc:latest".into();
+            }),
+            ("deployment.yaml", "no-privileged", |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
+                    true.into();
+            }),
+            ("role.yaml", "rbac-no-wildcards", |r| {
+                r["rules"][0]["resources"] = serde_json::json!(["*"]);
+            }),
+        ];
+        for (file, rule, mistake) in mistakes {
+            let dir = compliant_tree();
+            edit(&dir, file, mistake);
+            let report = check(&dir).report().expect("loads and checks");
+            assert!(
+                report.violations_of(rule).next().is_some(),
+                "{rule} not reported: {report}"
+            );
+            assert!(report.violations[0].file.ends_with("kustomization.yaml"));
+            let err = check(&dir).run().expect_err("an error-severity violation");
+            assert!(err.to_string().contains("policy violations"), "{err}");
+        }
     }
 
     #[test]
