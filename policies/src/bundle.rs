@@ -138,6 +138,18 @@ impl Bundle {
                     reason: "no rule has that name; see `cargo xtask policy check --help`".into(),
                 });
             };
+            let rule = &self.rules[index];
+            if !rule
+                .matches
+                .iter()
+                .any(|m| m.kinds.contains(&exemption.kind))
+            {
+                return Err(Error::InvalidExemption {
+                    rule: exemption.rule.clone(),
+                    object: exemption.object(),
+                    reason: format!("rule {} never applies to a {}", rule.name, exemption.kind),
+                });
+            }
             let program =
                 evaluate::compile(&self.env, &exemption.condition(), Site::MatchCondition)
                     .map_err(|message| Error::Compile {
@@ -560,6 +572,25 @@ mod tests {
             .check(&production(), &[], &[exemption])
             .expect_err("unknown rule");
         assert!(err.to_string().contains("no-such-rule"), "{err}");
+    }
+
+    #[test]
+    fn an_exemption_for_a_kind_the_rule_never_matches_is_an_error() {
+        let exemption = Exemption {
+            rule: "rbac-no-wildcards".into(),
+            kind: "Deployment".into(),
+            namespace: "a".into(),
+            name: "a".into(),
+            reason: "r".into(),
+        };
+        let err = Bundle::builtin()
+            .expect("compiles")
+            .check(&production(), &[], &[exemption])
+            .expect_err("wrong kind");
+        assert!(
+            err.to_string().contains("never applies to a Deployment"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -106,10 +106,10 @@ pub(crate) fn parse_documents(
                 if map.get("apiVersion").and_then(|v| v.as_str()).is_none() || kind.is_none() {
                     return Err(not_an_object("has no apiVersion or kind"));
                 }
-                if kind.is_some_and(|k| k.ends_with("List")) {
-                    let Some(items) = map.get("items").and_then(|i| i.as_array()) else {
-                        return Err(not_an_object("is a List without an items array"));
-                    };
+                // `v1/List`, `PodList`, …: a kind ending in List that carries `items`. A custom
+                // kind that merely ends in "List" has no items array and stays an object.
+                let items = map.get("items").and_then(|i| i.as_array());
+                if let (true, Some(items)) = (kind.is_some_and(|k| k.ends_with("List")), items) {
                     objects.extend(items.iter().map(|item| SourcedObject {
                         file: path.to_owned(),
                         object: item.clone(),
@@ -150,6 +150,15 @@ mod tests {
         parse_documents(Path::new("x.yaml"), text, &mut objects).expect("valid yaml");
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[1].object["kind"], "Pod");
+    }
+
+    #[test]
+    fn a_kind_ending_in_list_without_items_is_an_ordinary_object() {
+        let text = "apiVersion: example.dev/v1\nkind: AccessList\nmetadata: {name: a}\n";
+        let mut objects = Vec::new();
+        parse_documents(Path::new("x.yaml"), text, &mut objects).expect("valid yaml");
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].object["kind"], "AccessList");
     }
 
     #[test]
