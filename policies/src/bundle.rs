@@ -623,6 +623,36 @@ mod tests {
     }
 
     #[test]
+    fn a_variable_two_rules_define_differently_is_evaluated_per_rule() {
+        let rules = r#"
+rules:
+  - name: first
+    description: d
+    severity: error
+    match: [{apiGroup: "", kinds: [Service]}]
+    variables: [{name: v, expression: "1"}, {name: same, expression: "object.metadata.name"}]
+    validations: [{expression: "variables.v == 2 && variables.same == 'a'", message: first saw v=1}]
+  - name: second
+    description: d
+    severity: error
+    match: [{apiGroup: "", kinds: [Service]}]
+    variables: [{name: v, expression: "2"}, {name: same, expression: "object.metadata.name"}]
+    validations: [{expression: "variables.v == 2 && variables.same == 'a'", message: second saw v=1}]
+"#;
+        let bundle = Bundle::from_yaml(rules).expect("valid rules");
+        assert_eq!(bundle.shared.len(), 1, "only `same` is shared");
+        let objects = [SourcedObject {
+            file: "s.yaml".into(),
+            object: serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "a", "namespace": "n"}}),
+        }];
+        let report = bundle
+            .check(&CheckContext::default(), &objects, &[])
+            .expect("valid");
+        assert_eq!(rules_violated(&report), ["first"], "{report}");
+    }
+
+    #[test]
     fn warnings_do_not_fail_the_check() {
         let mut objects = bench::synthetic_objects(1);
         let policy = objects

@@ -121,7 +121,14 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<SourcedObject>> {
 impl Checkov {
     fn run(self) -> anyhow::Result<()> {
         let paths = if self.paths.is_empty() {
-            vec![crate::project_root().join("flux")]
+            let flux = crate::project_root().join("flux");
+            if !flux.is_dir() {
+                bail!(
+                    "{} does not exist; run `cargo xtask gen` first",
+                    flux.display()
+                );
+            }
+            vec![flux]
         } else {
             self.paths
         };
