@@ -1,0 +1,671 @@
+//! The compiled rule set and the offline enforcer: every expression compiled once, then run
+//! over any number of objects.
+
+use std::sync::Arc;
+
+use cel::{Env, Program, Value};
+
+use crate::evaluate::{self, Site};
+use crate::report::{Exempted, Report, Violation};
+use crate::{Error, Exemption, Rule, SourcedObject, kinds, rules};
+
+/// The rules shipped with the platform.
+const BUILTIN_RULES: &str = include_str!("../rules.yaml");
+
+/// Namespaces Kubernetes runs its own components in. Neither enforcer checks them: the
+/// admission bindings exclude them (denying kube-proxy an update would break the cluster),
+/// and the offline check mirrors that so the two always agree.
+pub const UNCHECKED_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
+/// What a check is run for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckContext {
+    /// The environment the objects are for (`production`, `staging`, …); rules limited to other
+    /// environments are left out, and `None` leaves out every environment-limited rule.
+    pub environment: Option<String>,
+}
+
+/// A rule with its expressions compiled.
+struct Compiled {
+    match_conditions: Vec<Program>,
+    /// The rule's own variables; the shared ones are evaluated once per object.
+    variables: Vec<(String, Program)>,
+    /// Indices into `Bundle::shared` of the shared variables the rule defines.
+    shared: Vec<usize>,
+    validations: Vec<(Program, Option<Program>)>,
+}
+
+/// The policy bundle: rules parsed and compiled, ready to check objects or become admission
+/// policies.
+pub struct Bundle {
+    env: Arc<Env>,
+    rules: Vec<Rule>,
+    compiled: Vec<Compiled>,
+    /// Variables that every rule defining them defines identically (`podSpec`, `containers`):
+    /// evaluated once per object instead of once per rule, which is most of the work.
+    shared: Vec<(String, Program)>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+/// The identity of one object, read once.
+struct Meta<'a> {
+    group: &'a str,
+    version: &'a str,
+    kind: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl<'a> Meta<'a> {
+    fn of(object: &'a serde_json::Value) -> Self {
+        let text = |pointer: &str| {
+            object
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+        };
+        let (group, version) = kinds::split_api_version(text("/apiVersion"));
+        Meta {
+            group,
+            version,
+            kind: text("/kind"),
+            namespace: text("/metadata/namespace"),
+            name: text("/metadata/name"),
+        }
+    }
+}
+
+impl Bundle {
+    /// The platform's rules (`policies/rules.yaml`, embedded at build time), compiled.
+    pub fn builtin() -> Result<Bundle, Error> {
+        Bundle::from_yaml(BUILTIN_RULES)
+    }
+
+    /// Rules from YAML text in the format of `policies/rules.yaml`, compiled.
+    pub fn from_yaml(text: &str) -> Result<Bundle, Error> {
+        let rules = rules::parse(text)?;
+        let env = evaluate::environment();
+        let shared_names = shared_variables(&rules);
+        let compiled = rules
+            .iter()
+            .map(|rule| compile_rule(&env, rule, &shared_names))
+            .collect::<Result<_, _>>()?;
+        let shared = shared_names
+            .iter()
+            .map(|(name, expression)| {
+                let program = evaluate::compile(&env, expression, Site::Body)
+                    .expect("shared variables were compiled with their rules");
+                (name.clone(), program)
+            })
+            .collect();
+        Ok(Bundle {
+            env,
+            rules,
+            compiled,
+            shared,
+        })
+    }
+
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// One rule by name.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// Checks exemptions against the bundle and compiles their conditions, in rule order.
+    pub(crate) fn compile_exemptions<'e>(
+        &self,
+        exemptions: &'e [Exemption],
+    ) -> Result<Vec<(usize, &'e Exemption, Program)>, Error> {
+        let mut compiled = Vec::with_capacity(exemptions.len());
+        for exemption in exemptions {
+            exemption.validate()?;
+            let Some(index) = self.rules.iter().position(|r| r.name == exemption.rule) else {
+                return Err(Error::InvalidExemption {
+                    rule: exemption.rule.clone(),
+                    object: exemption.object(),
+                    reason: "no rule has that name; see `cargo xtask policy check --help`".into(),
+                });
+            };
+            let rule = &self.rules[index];
+            if !rule
+                .matches
+                .iter()
+                .any(|m| m.kinds.contains(&exemption.kind))
+            {
+                return Err(Error::InvalidExemption {
+                    rule: exemption.rule.clone(),
+                    object: exemption.object(),
+                    reason: format!("rule {} never applies to a {}", rule.name, exemption.kind),
+                });
+            }
+            let program =
+                evaluate::compile(&self.env, &exemption.condition(), Site::MatchCondition)
+                    .map_err(|message| Error::Compile {
+                        rule: exemption.rule.clone(),
+                        field: format!("exemption for {}", exemption.object()),
+                        expression: exemption.condition(),
+                        message,
+                    })?;
+            compiled.push((index, exemption, program));
+        }
+        Ok(compiled)
+    }
+
+    /// Runs every applicable rule over every object, the way the API server would on creation.
+    ///
+    /// Exempted (rule, object) pairs are not evaluated but listed in the report with their
+    /// reason. Fails only on invalid exemptions; broken objects and expressions that fail to
+    /// evaluate are violations (the cluster's `failurePolicy: Fail` rejects them too).
+    pub fn check(
+        &self,
+        context: &CheckContext,
+        objects: &[SourcedObject],
+        exemptions: &[Exemption],
+    ) -> Result<Report, Error> {
+        let exemptions = self.compile_exemptions(exemptions)?;
+        let mut used = vec![false; exemptions.len()];
+        let environment = context.environment.as_deref();
+        let active: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| self.rules[i].applies_in(environment))
+            .collect();
+        let mut report = Report {
+            environment: context.environment.clone(),
+            objects_checked: 0,
+            objects_skipped: 0,
+            rules: active.len(),
+            violations: Vec::new(),
+            exempted: Vec::new(),
+            unused_exemptions: Vec::new(),
+        };
+
+        for sourced in objects {
+            let meta = Meta::of(&sourced.object);
+            if UNCHECKED_NAMESPACES.contains(&meta.namespace) {
+                report.objects_skipped += 1;
+                continue;
+            }
+            report.objects_checked += 1;
+            let matching: Vec<usize> = active
+                .iter()
+                .copied()
+                .filter(|&i| self.rules[i].matches_kind(meta.group, meta.kind))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            let resource = kinds::lookup(meta.group, meta.kind).map_or("", |k| k.resource);
+            let request = evaluate::request(
+                meta.group,
+                meta.version,
+                meta.kind,
+                resource,
+                meta.namespace,
+                meta.name,
+            );
+            let mut root = evaluate::object_context(
+                &self.env,
+                evaluate::to_cel(&sourced.object),
+                evaluate::to_cel(&request),
+            );
+            let mut needed = vec![false; self.shared.len()];
+            for &index in &matching {
+                for &shared in &self.compiled[index].shared {
+                    needed[shared] = true;
+                }
+            }
+            evaluate::bind_variables_where(&mut root, &self.shared, &needed);
+            let file = sourced.file.display().to_string();
+            let violation = |rule: &Rule, message: String| Violation {
+                rule: rule.name.clone(),
+                severity: rule.severity,
+                kind: meta.kind.to_owned(),
+                namespace: meta.namespace.to_owned(),
+                name: meta.name.to_owned(),
+                file: file.clone(),
+                message,
+            };
+
+            'rules: for index in matching {
+                let (rule, compiled) = (&self.rules[index], &self.compiled[index]);
+                for (i, condition) in compiled.match_conditions.iter().enumerate() {
+                    match evaluate::eval_bool(condition, &root) {
+                        Ok(true) => {}
+                        Ok(false) => continue 'rules,
+                        Err(e) => {
+                            let name = &rule.match_conditions[i].name;
+                            report.violations.push(violation(
+                                rule,
+                                format!("match condition {name} failed to evaluate: {e}"),
+                            ));
+                            continue 'rules;
+                        }
+                    }
+                }
+                for (e, (rule_index, exemption, condition)) in exemptions.iter().enumerate() {
+                    // A condition that errors is not an exemption: the rule then runs and
+                    // reports whatever is wrong with the object.
+                    if *rule_index == index && evaluate::eval_bool(condition, &root) == Ok(false) {
+                        used[e] = true;
+                        report.exempted.push(Exempted {
+                            rule: rule.name.clone(),
+                            kind: meta.kind.to_owned(),
+                            namespace: meta.namespace.to_owned(),
+                            name: meta.name.to_owned(),
+                            file: file.clone(),
+                            reason: exemption.reason.clone(),
+                        });
+                        continue 'rules;
+                    }
+                }
+                let scope = evaluate::with_variables(&root, &compiled.variables);
+                for (i, (check, message_expression)) in compiled.validations.iter().enumerate() {
+                    let validation = &rule.validations[i];
+                    let message = match evaluate::eval_bool(check, &scope) {
+                        Ok(true) => continue,
+                        Ok(false) => message_expression
+                            .as_ref()
+                            .and_then(|m| match m.execute(&scope) {
+                                Ok(Value::String(s)) => Some(s.to_string()),
+                                _ => None,
+                            })
+                            .unwrap_or_else(|| validation.message.clone()),
+                        Err(e) => format!(
+                            "expression failed to evaluate ({e}): {}",
+                            validation.message
+                        ),
+                    };
+                    report.violations.push(violation(rule, message));
+                }
+            }
+        }
+
+        report.unused_exemptions = exemptions
+            .iter()
+            .zip(&used)
+            .filter(|(_, used)| !**used)
+            .map(|((_, exemption, _), _)| (*exemption).clone())
+            .collect();
+        Ok(report)
+    }
+}
+
+/// The variables shared by every rule that defines them, with their expressions, in order of
+/// first definition (so each comes after the ones it uses). A variable qualifies when every
+/// definition is identical and it only uses other shared variables.
+fn shared_variables(rules: &[Rule]) -> Vec<(String, String)> {
+    let mut definitions: Vec<(String, String, bool)> = Vec::new();
+    for variable in rules.iter().flat_map(|r| &r.variables) {
+        match definitions.iter_mut().find(|(n, _, _)| *n == variable.name) {
+            Some((_, expression, same)) => *same &= *expression == variable.expression,
+            None => definitions.push((variable.name.clone(), variable.expression.clone(), true)),
+        }
+    }
+    loop {
+        let shared: Vec<String> = definitions
+            .iter()
+            .filter(|(_, _, same)| *same)
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        let mut changed = false;
+        for (_, expression, same) in definitions.iter_mut().filter(|(_, _, same)| *same) {
+            if referenced_variables(expression).any(|r| !shared.iter().any(|s| s == r)) {
+                *same = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    definitions
+        .into_iter()
+        .filter(|(_, _, same)| *same)
+        .map(|(name, expression, _)| (name, expression))
+        .collect()
+}
+
+/// Names `x` an expression reads as `variables.x`.
+fn referenced_variables(expression: &str) -> impl Iterator<Item = &str> {
+    expression.split("variables.").skip(1).map(|rest| {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    })
+}
+
+fn compile_rule(env: &Env, rule: &Rule, shared: &[(String, String)]) -> Result<Compiled, Error> {
+    let compile = |field: String, expression: &str, site: Site| {
+        evaluate::compile(env, expression, site).map_err(|message| Error::Compile {
+            rule: rule.name.clone(),
+            field,
+            expression: expression.to_owned(),
+            message,
+        })
+    };
+    let match_conditions = rule
+        .match_conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            compile(
+                format!("matchConditions[{i}]"),
+                &c.expression,
+                Site::MatchCondition,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let mut variables = Vec::new();
+    let mut shared_indices = Vec::new();
+    for (i, v) in rule.variables.iter().enumerate() {
+        let field = format!("variables[{i}] ({})", v.name);
+        let program = compile(field, &v.expression, Site::Body)?;
+        match shared.iter().position(|(name, _)| *name == v.name) {
+            Some(index) => shared_indices.push(index),
+            None => variables.push((v.name.clone(), program)),
+        }
+    }
+    let validations = rule
+        .validations
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let check = compile(
+                format!("validations[{i}].expression"),
+                &v.expression,
+                Site::Body,
+            )?;
+            let message = v
+                .message_expression
+                .as_deref()
+                .map(|m| compile(format!("validations[{i}].messageExpression"), m, Site::Body))
+                .transpose()?;
+            Ok((check, message))
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Compiled {
+        match_conditions,
+        variables,
+        shared: shared_indices,
+        validations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Severity, bench};
+
+    fn production() -> CheckContext {
+        CheckContext {
+            environment: Some("production".into()),
+        }
+    }
+
+    fn check(objects: &[SourcedObject], exemptions: &[Exemption]) -> Report {
+        Bundle::builtin()
+            .expect("the builtin rules compile")
+            .check(&production(), objects, exemptions)
+            .expect("exemptions are valid")
+    }
+
+    fn deployment(objects: &mut [SourcedObject]) -> &mut serde_json::Value {
+        &mut objects
+            .iter_mut()
+            .find(|o| o.object["kind"] == "Deployment")
+            .expect("the synthetic set has a Deployment")
+            .object
+    }
+
+    fn rules_violated(report: &Report) -> Vec<&str> {
+        let mut rules: Vec<&str> = report.violations.iter().map(|v| v.rule.as_str()).collect();
+        rules.dedup();
+        rules
+    }
+
+    #[test]
+    fn the_builtin_rules_parse_and_compile() {
+        let bundle = Bundle::builtin().expect("compiles");
+        assert!(bundle.rules().len() >= 18, "{} rules", bundle.rules().len());
+        assert!(bundle.rule("probes-required").is_some());
+    }
+
+    #[test]
+    fn a_compliant_platform_has_no_violations_in_any_environment() {
+        let objects = bench::synthetic_objects(3);
+        for environment in [
+            None,
+            Some("production".to_owned()),
+            Some("staging".to_owned()),
+        ] {
+            let context = CheckContext { environment };
+            let report = Bundle::builtin()
+                .expect("compiles")
+                .check(&context, &objects, &[])
+                .expect("no exemptions");
+            assert_eq!(report.violations, [], "{report}");
+            assert_eq!(report.objects_checked, objects.len());
+        }
+    }
+
+    #[test]
+    fn removing_a_probe_fails_probes_required_naming_the_container() {
+        let mut objects = bench::synthetic_objects(1);
+        let containers = &mut deployment(&mut objects)["spec"]["template"]["spec"]["containers"];
+        containers[0]
+            .as_object_mut()
+            .expect("container")
+            .remove("readinessProbe");
+        let report = check(&objects, &[]);
+        assert_eq!(rules_violated(&report), ["probes-required"], "{report}");
+        assert!(report.violations[0].message.contains("app"), "{report}");
+        assert!(report.has_errors());
+    }
+
+    #[test]
+    fn the_latest_tag_fails_image_tag_pinned() {
+        let mut objects = bench::synthetic_objects(1);
+        deployment(&mut objects)["spec"]["template"]["spec"]["containers"][0]["image"] =
+            "registry.example.com/billing/svc:latest".into();
+        let report = check(&objects, &[]);
+        assert_eq!(
+            rules_violated(&report),
+            ["image-tag-pinned", "image-digest-pinned"],
+            "{report}"
+        );
+        let outside_production = Bundle::builtin()
+            .expect("compiles")
+            .check(&CheckContext::default(), &objects, &[])
+            .expect("valid");
+        assert_eq!(rules_violated(&outside_production), ["image-tag-pinned"]);
+    }
+
+    #[test]
+    fn a_privileged_container_fails_no_privileged() {
+        let mut objects = bench::synthetic_objects(1);
+        deployment(&mut objects)["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+            ["privileged"] = true.into();
+        let report = check(&objects, &[]);
+        assert_eq!(rules_violated(&report), ["no-privileged"], "{report}");
+    }
+
+    #[test]
+    fn a_wildcard_role_fails_rbac_no_wildcards() {
+        let mut objects = bench::synthetic_objects(1);
+        let role = objects
+            .iter_mut()
+            .find(|o| o.object["kind"] == "Role")
+            .expect("a Role");
+        role.object["rules"][0]["verbs"] = serde_json::json!(["*"]);
+        let report = check(&objects, &[]);
+        assert_eq!(rules_violated(&report), ["rbac-no-wildcards"], "{report}");
+        assert_eq!(report.violations[0].kind, "Role");
+        assert!(report.violations[0].file.ends_with("role.yaml"));
+    }
+
+    #[test]
+    fn an_exemption_waives_one_rule_for_one_object_and_is_reported() {
+        let mut objects = bench::synthetic_objects(2);
+        let pod_spec = &mut deployment(&mut objects)["spec"]["template"]["spec"];
+        pod_spec["securityContext"]["runAsNonRoot"] = false.into();
+        pod_spec["securityContext"]["runAsUser"] = 0.into();
+        let exemption = Exemption {
+            rule: "run-as-non-root".into(),
+            kind: "Deployment".into(),
+            namespace: "svc-0000".into(),
+            name: "svc-0000".into(),
+            reason: "the stock image runs as root".into(),
+        };
+        assert_eq!(rules_violated(&check(&objects, &[])), ["run-as-non-root"]);
+        let report = check(&objects, std::slice::from_ref(&exemption));
+        assert_eq!(report.violations, []);
+        assert_eq!(report.exempted.len(), 1);
+        assert_eq!(report.exempted[0].reason, "the stock image runs as root");
+        assert!(
+            report
+                .to_string()
+                .contains("exempted: the stock image runs as root")
+        );
+        assert_eq!(report.unused_exemptions, []);
+    }
+
+    #[test]
+    fn an_exemption_matching_nothing_is_reported_as_unused() {
+        let exemption = Exemption {
+            rule: "run-as-non-root".into(),
+            kind: "Deployment".into(),
+            namespace: "antaeus".into(),
+            name: "antaeus".into(),
+            reason: "r".into(),
+        };
+        let report = check(
+            &bench::synthetic_objects(1),
+            std::slice::from_ref(&exemption),
+        );
+        assert_eq!(report.unused_exemptions, [exemption]);
+        assert!(report.to_string().contains("unused"));
+    }
+
+    #[test]
+    fn an_exemption_for_an_unknown_rule_is_an_error() {
+        let exemption = Exemption {
+            rule: "no-such-rule".into(),
+            kind: "Deployment".into(),
+            namespace: "a".into(),
+            name: "a".into(),
+            reason: "r".into(),
+        };
+        let err = Bundle::builtin()
+            .expect("compiles")
+            .check(&production(), &[], &[exemption])
+            .expect_err("unknown rule");
+        assert!(err.to_string().contains("no-such-rule"), "{err}");
+    }
+
+    #[test]
+    fn an_exemption_for_a_kind_the_rule_never_matches_is_an_error() {
+        let exemption = Exemption {
+            rule: "rbac-no-wildcards".into(),
+            kind: "Deployment".into(),
+            namespace: "a".into(),
+            name: "a".into(),
+            reason: "r".into(),
+        };
+        let err = Bundle::builtin()
+            .expect("compiles")
+            .check(&production(), &[], &[exemption])
+            .expect_err("wrong kind");
+        assert!(
+            err.to_string().contains("never applies to a Deployment"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_object_missing_required_structure_is_a_violation_not_a_panic() {
+        let objects = vec![SourcedObject {
+            file: "broken.yaml".into(),
+            object: serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "x", "namespace": "x"}, "spec": {}}),
+        }];
+        let report = check(&objects, &[]);
+        assert!(!report.violations.is_empty());
+        assert!(
+            report
+                .violations
+                .iter()
+                .all(|v| v.message.contains("failed to evaluate")),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn kubernetes_own_namespaces_are_skipped_as_the_bindings_skip_them() {
+        let mut objects = bench::synthetic_objects(1);
+        let object = deployment(&mut objects);
+        object["metadata"]["namespace"] = "kube-system".into();
+        object["spec"]["template"]["spec"]["hostNetwork"] = true.into();
+        let report = check(&objects, &[]);
+        assert_eq!(report.violations, []);
+        assert_eq!(report.objects_skipped, 1);
+    }
+
+    #[test]
+    fn a_variable_two_rules_define_differently_is_evaluated_per_rule() {
+        let rules = r#"
+rules:
+  - name: first
+    description: d
+    severity: error
+    match: [{apiGroup: "", kinds: [Service]}]
+    variables: [{name: v, expression: "1"}, {name: same, expression: "object.metadata.name"}]
+    validations: [{expression: "variables.v == 2 && variables.same == 'a'", message: first saw v=1}]
+  - name: second
+    description: d
+    severity: error
+    match: [{apiGroup: "", kinds: [Service]}]
+    variables: [{name: v, expression: "2"}, {name: same, expression: "object.metadata.name"}]
+    validations: [{expression: "variables.v == 2 && variables.same == 'a'", message: second saw v=1}]
+"#;
+        let bundle = Bundle::from_yaml(rules).expect("valid rules");
+        assert_eq!(bundle.shared.len(), 1, "only `same` is shared");
+        let objects = [SourcedObject {
+            file: "s.yaml".into(),
+            object: serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "a", "namespace": "n"}}),
+        }];
+        let report = bundle
+            .check(&CheckContext::default(), &objects, &[])
+            .expect("valid");
+        assert_eq!(rules_violated(&report), ["first"], "{report}");
+    }
+
+    #[test]
+    fn warnings_do_not_fail_the_check() {
+        let mut objects = bench::synthetic_objects(1);
+        let policy = objects
+            .iter_mut()
+            .find(|o| o.object["kind"] == "NetworkPolicy")
+            .expect("a NetworkPolicy");
+        policy.object["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("policyTypes");
+        let report = check(&objects, &[]);
+        assert_eq!(report.warnings(), 1, "{report}");
+        assert_eq!(report.violations[0].severity, Severity::Warning);
+        assert!(!report.has_errors());
+    }
+}

@@ -1,0 +1,269 @@
+//! The offline CEL evaluator: the environment both enforcers share, compilation with the checks
+//! that keep expressions valid for Kubernetes, and evaluation with VAP's variables.
+
+use std::sync::Arc;
+
+use cel::objects::{Key, Map};
+use cel::{Context, Env, Program, Value};
+
+/// Variables a ValidatingAdmissionPolicy offers that the offline evaluator cannot provide: an
+/// expression using them would behave differently in the two enforcers, so none may.
+const UNSUPPORTED_VARIABLES: &[&str] = &["params", "namespaceObject", "authorizer"];
+
+/// Named functions that both Kubernetes' CEL environment (standard library plus the strings
+/// extension) and the offline evaluator provide. Anything else is refused at compile time, so an
+/// expression cannot pass offline and fail to compile in the API server, or the reverse.
+const PORTABLE_FUNCTIONS: &[&str] = &[
+    "size",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "join",
+    "lowerAscii",
+    "upperAscii",
+    "split",
+    "trim",
+    "replace",
+    "indexOf",
+    "lastIndexOf",
+    "substring",
+    "string",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "dyn",
+    "type",
+];
+
+/// The shared CEL environment: the standard library with the Kubernetes strings extension.
+pub(crate) fn environment() -> Arc<Env> {
+    let mut env = Env::stdlib();
+    env.add_extension(cel::extensions::strings)
+        .expect("the strings extension declares no overload the standard library has");
+    Arc::new(env)
+}
+
+/// Where an expression sits, for compile checks that depend on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Site {
+    /// A match condition: evaluated before variables exist.
+    MatchCondition,
+    /// A variable, validation or message expression.
+    Body,
+}
+
+/// Compiles one expression and checks that it only uses what both enforcers support.
+pub(crate) fn compile(env: &Env, expression: &str, site: Site) -> Result<Program, String> {
+    let program = env.compile(expression).map_err(|e| e.to_string())?;
+    let references = program.references();
+    for variable in UNSUPPORTED_VARIABLES {
+        if references.has_variable(variable) {
+            return Err(format!(
+                "`{variable}` is not available offline; express the rule without it"
+            ));
+        }
+    }
+    if site == Site::MatchCondition && references.has_variable("variables") {
+        return Err("match conditions cannot use `variables` (they run before them)".into());
+    }
+    let mut functions = references.functions();
+    functions.sort_unstable();
+    for function in functions {
+        let operator = function.starts_with('_')
+            || function.starts_with('@')
+            || function.starts_with("!_")
+            || function.starts_with("-_");
+        if !operator && !PORTABLE_FUNCTIONS.contains(&function) {
+            return Err(format!(
+                "function `{function}` is not in both Kubernetes CEL and the offline evaluator"
+            ));
+        }
+    }
+    Ok(program)
+}
+
+/// Converts a JSON value (a manifest) into a CEL value; integers stay integers, as the API
+/// server's schema-typed values do.
+pub(crate) fn to_cel(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(to_cel).collect()))
+        }
+        serde_json::Value::Object(fields) => Value::Map(Map {
+            map: Arc::new(
+                fields
+                    .iter()
+                    .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                    .collect(),
+            ),
+        }),
+    }
+}
+
+/// The admission request the API server would build for creating `object`.
+pub(crate) fn request(
+    group: &str,
+    version: &str,
+    kind: &str,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "uid": "offline",
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": resource},
+        "requestKind": {"group": group, "version": version, "kind": kind},
+        "requestResource": {"group": group, "version": version, "resource": resource},
+        "name": name,
+        "namespace": namespace,
+        "operation": "CREATE",
+        "userInfo": {"username": "system:policy-check"},
+        "dryRun": true,
+    })
+}
+
+/// The variables every expression of one object sees: `object`, `oldObject`, `request`.
+pub(crate) fn object_context(
+    env: &Arc<Env>,
+    object: Value,
+    request: Value,
+) -> Context<'static, 'static> {
+    let mut context = Context::with_env(Arc::clone(env));
+    context.add_variable_from_value("object", object);
+    context.add_variable_from_value("oldObject", Value::Null);
+    context.add_variable_from_value("request", request);
+    context
+}
+
+/// Evaluates a boolean expression; anything but `true`/`false` is an error, as in the API server.
+pub(crate) fn eval_bool(program: &Program, context: &Context) -> Result<bool, String> {
+    match program.execute(context) {
+        Ok(Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("expected a bool, got {:?}", other.type_of())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Evaluates variables in order into `scope`, each seeing the ones before it. Each is bound
+/// under its qualified name `variables.<name>`, which CEL resolves before selecting on a
+/// `variables` map: no map of all variables is rebuilt (and deep-copied) per step. A variable
+/// that fails is left unbound: an expression using it then fails, which is how the API server
+/// reports it too.
+pub(crate) fn bind_variables(scope: &mut Context<'_, 'static>, variables: &[(String, Program)]) {
+    for (name, program) in variables {
+        if let Ok(value) = program.execute(scope) {
+            scope.add_variable_from_value(format!("variables.{name}"), value);
+        }
+    }
+}
+
+/// Like [`bind_variables`], for the variables whose flag in `needed` is set.
+pub(crate) fn bind_variables_where(
+    scope: &mut Context<'_, 'static>,
+    variables: &[(String, Program)],
+    needed: &[bool],
+) {
+    for ((name, program), needed) in variables.iter().zip(needed) {
+        if *needed && let Ok(value) = program.execute(scope) {
+            scope.add_variable_from_value(format!("variables.{name}"), value);
+        }
+    }
+}
+
+/// A child scope of `context` with `variables` evaluated and bound.
+pub(crate) fn with_variables<'p>(
+    context: &'p Context<'p, 'static>,
+    variables: &[(String, Program)],
+) -> Context<'p, 'static> {
+    let mut scope = context.new_inner_scope();
+    bind_variables(&mut scope, variables);
+    scope
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(expression: &str, object: serde_json::Value) -> Result<bool, String> {
+        let env = environment();
+        let program = compile(&env, expression, Site::Body)?;
+        let context = object_context(&env, to_cel(&object), Value::Null);
+        eval_bool(&program, &context)
+    }
+
+    #[test]
+    fn integers_from_json_compare_with_integer_literals() {
+        let object = serde_json::json!({"runAsUser": 0});
+        assert_eq!(eval("object.runAsUser == 0", object), Ok(true));
+    }
+
+    #[test]
+    fn reading_an_absent_field_is_an_error_as_in_the_api_server() {
+        let err =
+            eval("object.spec.x == 1", serde_json::json!({"spec": {}})).expect_err("no such key");
+        assert!(err.contains("x"), "{err}");
+        assert_eq!(
+            eval("has(object.spec.x)", serde_json::json!({"spec": {}})),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn functions_kubernetes_lacks_are_refused_at_compile_time() {
+        let env = environment();
+        let err = compile(&env, "object.name.base64()", Site::Body).expect_err("not portable");
+        assert!(err.contains("base64"), "{err}");
+        let err = compile(&env, "math.greatest(1, 2) == 2", Site::Body).expect_err("not portable");
+        assert!(err.contains("greatest"), "{err}");
+    }
+
+    #[test]
+    fn params_and_namespace_object_are_refused_because_offline_has_neither() {
+        let env = environment();
+        assert!(compile(&env, "params.x == 1", Site::Body).is_err());
+        assert!(compile(&env, "namespaceObject.metadata.name == 'a'", Site::Body).is_err());
+    }
+
+    #[test]
+    fn match_conditions_cannot_use_variables() {
+        let env = environment();
+        assert!(compile(&env, "variables.x", Site::MatchCondition).is_err());
+        assert!(compile(&env, "variables.x", Site::Body).is_ok());
+    }
+
+    #[test]
+    fn variables_see_the_variables_before_them() {
+        let env = environment();
+        let variables = vec![
+            (
+                "a".to_owned(),
+                compile(&env, "object.n + 1", Site::Body).expect("compiles"),
+            ),
+            (
+                "b".to_owned(),
+                compile(&env, "variables.a * 2", Site::Body).expect("compiles"),
+            ),
+        ];
+        let context = object_context(&env, to_cel(&serde_json::json!({"n": 1})), Value::Null);
+        let scope = with_variables(&context, &variables);
+        let check = compile(&env, "variables.b == 4", Site::Body).expect("compiles");
+        assert_eq!(eval_bool(&check, &scope), Ok(true));
+    }
+
+    #[test]
+    fn join_from_the_strings_extension_is_available() {
+        let object = serde_json::json!({"names": ["a", "b"]});
+        assert_eq!(eval("object.names.join(', ') == 'a, b'", object), Ok(true));
+    }
+}

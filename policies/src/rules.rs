@@ -1,0 +1,242 @@
+//! The rule data model, as written in `policies/rules.yaml`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, kinds};
+
+/// How bad a violation is: errors fail `policy check` and are denied in the cluster; warnings
+/// are printed, returned to `kubectl` as warnings and written to the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, not `write_str`, so reports can align the column with `{:<8}`.
+        f.pad(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One rule: what it matches, the CEL that decides, and why it exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    /// Kebab-case name; also the name of the rule's admission policy and its fixture folder.
+    pub name: String,
+    /// What the rule enforces and why, in a sentence or two.
+    pub description: String,
+    pub severity: Severity,
+    /// The kinds the rule applies to, per API group.
+    #[serde(rename = "match")]
+    pub matches: Vec<MatchGroup>,
+    /// Environments the rule applies in; empty means all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// Preconditions (VAP `matchConditions`): the rule applies only where all are true. They
+    /// see `object`, `oldObject` and `request`, not `variables`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_conditions: Vec<NamedExpression>,
+    /// Named intermediate values (VAP `variables`), each able to use the ones before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<NamedExpression>,
+    /// Every validation must be true for the object to pass.
+    pub validations: Vec<Validation>,
+    /// The same check in other tools, for the README table and for reading checkov's output.
+    #[serde(default)]
+    pub equivalents: Equivalents,
+}
+
+/// Kinds of one API group that a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MatchGroup {
+    /// The API group; empty for the core group (Pods, Services).
+    pub api_group: String,
+    pub kinds: Vec<String>,
+}
+
+/// A named CEL expression: a variable or a match condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedExpression {
+    pub name: String,
+    pub expression: String,
+}
+
+/// One CEL check with the message shown when it is false.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Validation {
+    pub expression: String,
+    pub message: String,
+    /// A CEL expression producing the message, naming the offending container or rule; the
+    /// static `message` is used when it fails to evaluate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_expression: Option<String>,
+}
+
+/// Identifiers of equivalent checks in other tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Equivalents {
+    #[serde(default)]
+    pub checkov: Vec<String>,
+    #[serde(default)]
+    pub kube_linter: Vec<String>,
+    #[serde(default)]
+    pub kyverno: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    /// Anchors reused by the rules; nothing reads it directly.
+    #[serde(default, rename = "shared")]
+    _shared: serde_yaml_ng::Value,
+    rules: Vec<Rule>,
+}
+
+impl Rule {
+    /// Whether the rule applies to objects of this API group and kind.
+    pub fn matches_kind(&self, group: &str, kind: &str) -> bool {
+        self.matches
+            .iter()
+            .any(|m| m.api_group == group && m.kinds.iter().any(|k| k == kind))
+    }
+
+    /// Whether the rule applies in `environment`; `None` (no environment given) leaves out the
+    /// rules that are limited to some environments.
+    pub fn applies_in(&self, environment: Option<&str>) -> bool {
+        self.environments.is_empty()
+            || environment.is_some_and(|env| self.environments.iter().any(|e| e == env))
+    }
+}
+
+/// Parses a rules file and checks the invariants serde cannot: names, kinds, uniqueness.
+pub(crate) fn parse(text: &str) -> Result<Vec<Rule>, Error> {
+    let file: RulesFile = serde_yaml_ng::from_str(text).map_err(Error::RulesYaml)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for rule in &file.rules {
+        let invalid = |reason: String| Error::InvalidRule {
+            rule: rule.name.clone(),
+            reason,
+        };
+        if !is_kebab_case(&rule.name) || rule.name.len() > 50 {
+            return Err(invalid(
+                "names are kebab-case ([a-z0-9-]) and at most 50 characters".into(),
+            ));
+        }
+        if !seen.insert(rule.name.clone()) {
+            return Err(invalid("the name is used by another rule".into()));
+        }
+        if rule.validations.is_empty() {
+            return Err(invalid("it has no validations".into()));
+        }
+        if rule.matches.iter().all(|m| m.kinds.is_empty()) {
+            return Err(invalid("it matches no kinds".into()));
+        }
+        for group in &rule.matches {
+            for kind in &group.kinds {
+                if kinds::lookup(&group.api_group, kind).is_none() {
+                    return Err(invalid(format!(
+                        "kind {kind} in API group `{}` is not in the kind table (policies/src/kinds.rs)",
+                        group.api_group
+                    )));
+                }
+            }
+        }
+        for (i, variable) in rule.variables.iter().enumerate() {
+            if !is_cel_identifier(&variable.name) {
+                return Err(invalid(format!(
+                    "variables[{i}] name `{}` is not a CEL identifier",
+                    variable.name
+                )));
+            }
+        }
+        for (i, condition) in rule.match_conditions.iter().enumerate() {
+            if !is_kebab_case(&condition.name) {
+                return Err(invalid(format!(
+                    "matchConditions[{i}] name `{}` is not kebab-case",
+                    condition.name
+                )));
+            }
+        }
+    }
+    Ok(file.rules)
+}
+
+pub(crate) fn is_kebab_case(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_cel_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+rules:
+  - name: NAME
+    description: d
+    severity: error
+    match: [{apiGroup: KIND_GROUP, kinds: [KIND]}]
+    validations: [{expression: "true", message: m}]
+"#;
+
+    fn minimal(name: &str, group: &str, kind: &str) -> String {
+        MINIMAL
+            .replace("NAME", name)
+            .replace("KIND_GROUP", &format!("\"{group}\""))
+            .replace("KIND", kind)
+    }
+
+    #[test]
+    fn a_minimal_rule_parses() {
+        let rules = parse(&minimal("ok-rule", "apps", "Deployment")).expect("valid rule");
+        assert_eq!(rules[0].name, "ok-rule");
+        assert!(rules[0].matches_kind("apps", "Deployment"));
+        assert!(!rules[0].matches_kind("", "Deployment"));
+    }
+
+    #[test]
+    fn a_rule_naming_an_unknown_kind_is_rejected_with_the_rule_name() {
+        let err = parse(&minimal("bad-kind", "apps", "Widget")).expect_err("unknown kind");
+        let text = err.to_string();
+        assert!(text.contains("bad-kind"), "{text}");
+        assert!(text.contains("Widget"), "{text}");
+    }
+
+    #[test]
+    fn a_rule_name_that_is_not_kebab_case_is_rejected() {
+        let err = parse(&minimal("Bad_Name", "apps", "Deployment")).expect_err("bad name");
+        assert!(err.to_string().contains("kebab-case"), "{err}");
+    }
+
+    #[test]
+    fn environment_limited_rules_apply_only_in_their_environments() {
+        let mut rule = parse(&minimal("r", "apps", "Deployment")).expect("valid")[0].clone();
+        assert!(rule.applies_in(None));
+        rule.environments = vec!["production".into()];
+        assert!(rule.applies_in(Some("production")));
+        assert!(!rule.applies_in(Some("staging")));
+        assert!(!rule.applies_in(None));
+    }
+}
