@@ -41,6 +41,9 @@ pub enum Error {
     /// A spec built by hand (not through [`Spec::parse`]) refers to something it does not declare.
     #[error("the spec refers to something it does not declare: {0}")]
     Reference(String),
+    /// The policy bundle could not be compiled or turned into admission policies.
+    #[error("cannot render the policy bundle")]
+    Policy(#[source] policies::Error),
     /// Two generators wrote the same path, or a file was added where the tree derives one.
     #[error("cannot build the tree: {0}")]
     Tree(String),

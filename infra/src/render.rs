@@ -3,7 +3,8 @@
 //! Layout (per environment `<env>`):
 //! - `flux/clusters/<env>/`: the bootstrap sync (`flux-system`) and the platform Kustomizations
 //!   `infrastructure` then `tenants`;
-//! - `flux/infrastructure/<env>/`: Namespaces (and, later, the policy bundle);
+//! - `flux/infrastructure/<env>/`: Namespaces and, under `policies/`, the policy bundle as
+//!   ValidatingAdmissionPolicies + Bindings (one file per rule, exemptions in its match conditions);
 //! - `flux/tenants/<env>/<service>/`: the Flux tenant, the developer RBAC and the service's sync;
 //! - `flux/apps/<service>/<env>/`: the workload, applied as the service's own tenant.
 
@@ -41,11 +42,44 @@ pub const DEVELOPER_ROLE: &str = "developer";
 /// Renders the whole tree for `spec`: every environment, plus `.github/CODEOWNERS`.
 pub fn render(spec: &Spec) -> Result<Tree, Error> {
     let mut tree = Tree::new();
+    // Compiled once: every environment gets the same rules (less those limited to others).
+    let bundle = policies::Bundle::builtin().map_err(Error::Policy)?;
+    let exemptions = spec.policy_exemptions();
     for env in &spec.environments {
         render_environment(spec, &env.name, &mut tree)?;
+        admission_policies(spec, &env.name, &bundle, &exemptions, &mut tree)?;
     }
     tree.add_text(".github/CODEOWNERS", codeowners(spec))?;
     Ok(tree)
+}
+
+/// The policy bundle for `env` as ValidatingAdmissionPolicies + Bindings, one file per rule, in
+/// the infrastructure layer: applied before any tenant, so the cluster rejects what verify does.
+fn admission_policies(
+    spec: &Spec,
+    env: &str,
+    bundle: &policies::Bundle,
+    exemptions: &[policies::Exemption],
+    tree: &mut Tree,
+) -> Result<(), Error> {
+    let platform = &spec.platform;
+    let dir = format!("{}/policies", infrastructure_dir(env));
+    for (mut policy, mut binding) in bundle
+        .admission_objects(env, exemptions)
+        .map_err(Error::Policy)?
+    {
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        let labels = meta::labels(&platform.name, &name, &platform.owner);
+        policy.metadata.labels = Some(labels.clone());
+        binding.metadata.labels = Some(labels);
+        let file = format!("{dir}/{}.yaml", name.trim_start_matches("platform-"));
+        tree.add_objects(
+            env,
+            &file,
+            vec![Object::new(&policy)?, Object::new(&binding)?],
+        )?;
+    }
+    Ok(())
 }
 
 /// The directory Flux applies a service's workload from.

@@ -433,8 +433,48 @@ impl Spec {
                 })
             })
             .collect();
+        // What the spec declares elsewhere is an exemption too, so the policy engine and the
+        // cluster learn it from the platform (never from a label a tenant could set on itself).
+        for service in &self.services {
+            if service.expose == Expose::LoadBalancer {
+                out.push(Exemption {
+                    rule: "no-external-services".to_owned(),
+                    kind: "Service".to_owned(),
+                    namespace: service.name.clone(),
+                    name: service.name.clone(),
+                    reason: "the spec exposes it outside the cluster (expose = \"load-balancer\")"
+                        .to_owned(),
+                    scanner_checks: Vec::new(),
+                });
+            }
+            if service.automount_service_account_token {
+                out.push(Exemption {
+                    rule: "no-service-account-token".to_owned(),
+                    kind: "Deployment".to_owned(),
+                    namespace: service.name.clone(),
+                    name: service.name.clone(),
+                    reason: "the spec declares it calls the Kubernetes API (automount_service_account_token = true)"
+                        .to_owned(),
+                    scanner_checks: Vec::new(),
+                });
+            }
+        }
         out.sort();
         out
+    }
+
+    /// [`Spec::exemptions`] in the policy engine's terms.
+    pub fn policy_exemptions(&self) -> Vec<policies::Exemption> {
+        self.exemptions()
+            .into_iter()
+            .map(|e| policies::Exemption {
+                rule: e.rule,
+                kind: e.kind,
+                namespace: e.namespace,
+                name: e.name,
+                reason: e.reason,
+            })
+            .collect()
     }
 }
 

@@ -603,6 +603,17 @@ fn validate_service(
                 not_dns("rule name", &exemption.rule),
             );
         }
+        if is_dns_label(&exemption.rule)
+            && known_rules().is_some_and(|known| !known.contains(&exemption.rule))
+        {
+            sink.push(
+                &[Key("policy_exemptions"), Index(i), Key("rule")],
+                format!(
+                    "`{}` is not a rule of the policy bundle (see policies/rules.yaml)",
+                    exemption.rule
+                ),
+            );
+        }
         if !rules.insert(exemption.rule.as_str()) {
             sink.push(
                 &[Key("policy_exemptions"), Index(i), Key("rule")],
@@ -731,6 +742,18 @@ fn check_service_url(
             format!("path `{}` must start with `/`", url.path),
         );
     }
+}
+
+/// The names of the policy bundle's rules, read once: exemptions must name one of them.
+/// `None` when the bundle itself is broken: rendering then reports that error with its cause.
+fn known_rules() -> Option<&'static BTreeSet<String>> {
+    static RULES: std::sync::OnceLock<Option<BTreeSet<String>>> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| {
+            let bundle = policies::Bundle::builtin().ok()?;
+            Some(bundle.rules().iter().map(|r| r.name.clone()).collect())
+        })
+        .as_ref()
 }
 
 #[cfg(test)]
@@ -1181,6 +1204,13 @@ mod tests {
             "rule = \"run-as-non-root\"",
             "rule = \"Run As Root\"",
             "policy_exemptions[0].rule: rule name `Run As Root` is not a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters)",
+        ),
+        (
+            "an exemption of a rule the bundle does not have",
+            "antaeus",
+            "rule = \"run-as-non-root\"",
+            "rule = \"run-as-root\"",
+            "policy_exemptions[0].rule: `run-as-root` is not a rule of the policy bundle (see policies/rules.yaml)",
         ),
         (
             "an exemption listed twice",

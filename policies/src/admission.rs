@@ -432,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn bindings_leave_out_kubernetes_own_namespaces() {
+    fn bindings_leave_out_kubernetes_and_flux_own_namespaces() {
         let bundle = Bundle::builtin().expect("compiles");
         let (_, binding) = &bundle.admission_objects("production", &[]).expect("valid")[0];
         let selector = binding
@@ -450,7 +450,8 @@ mod tests {
                 &[
                     "kube-system".to_owned(),
                     "kube-public".to_owned(),
-                    "kube-node-lease".to_owned()
+                    "kube-node-lease".to_owned(),
+                    "flux-system".to_owned()
                 ][..]
             )
         );

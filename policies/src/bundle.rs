@@ -12,10 +12,16 @@ use crate::{Error, Exemption, Rule, SourcedObject, kinds, rules};
 /// The rules shipped with the platform.
 const BUILTIN_RULES: &str = include_str!("../rules.yaml");
 
-/// Namespaces Kubernetes runs its own components in. Neither enforcer checks them: the
-/// admission bindings exclude them (denying kube-proxy an update would break the cluster),
-/// and the offline check mirrors that so the two always agree.
-pub const UNCHECKED_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+/// Namespaces Kubernetes and Flux run their own components in. Neither enforcer checks them:
+/// the admission bindings exclude them (denying kube-proxy or a Flux controller an update would
+/// break the cluster: Flux's controllers need API tokens), and the offline check mirrors that so
+/// the two always agree. Only the platform's bootstrap writes to them; no tenant has rights there.
+pub const UNCHECKED_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "flux-system",
+];
 
 /// What a check is run for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

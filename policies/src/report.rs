@@ -124,7 +124,7 @@ impl fmt::Display for Report {
         if self.objects_skipped > 0 {
             write!(
                 f,
-                ", {} skipped in Kubernetes' own namespaces",
+                ", {} skipped in Kubernetes' and Flux's own namespaces",
                 self.objects_skipped
             )?;
         }

@@ -33,7 +33,9 @@ impl Ci {
         })?;
         step("test", &|| Ok(cmd!(sh, "cargo test --workspace").run()?))?;
         step("verify", &|| Ok(cmd!(sh, "cargo xtask verify").run()?))?;
-        step("checkov", &|| Ok(cmd!(sh, "cargo xtask policy checkov").run()?))?;
+        step("checkov", &|| {
+            Ok(cmd!(sh, "cargo xtask policy checkov").run()?)
+        })?;
         step("dist", &|| Ok(cmd!(sh, "cargo xtask dist").run()?))?;
         if !self.no_e2e {
             step("e2e", &|| Ok(cmd!(sh, "cargo xtask e2e").run()?))?;

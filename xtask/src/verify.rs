@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use xshell::{Shell, cmd};
 
+use infra::{Spec, Tree};
+use policies::{Bundle, CheckContext, Report, Severity, SourcedObject};
+
 use crate::generate::{Mode, generate, load_spec};
 
 #[derive(clap::Args)]
@@ -27,21 +30,35 @@ impl Verify {
         let kustomize = kustomize_all(&root, &roots);
         problems.extend(kustomize);
         problems.extend(infra::checks::run(&tree).iter().map(ToString::to_string));
-        for exemption in spec.exemptions() {
-            println!(
-                "exempt: {} {}/{}/{}: {}",
-                exemption.rule,
-                exemption.kind,
-                exemption.namespace,
-                exemption.name,
-                exemption.reason
+        let reports = policy_reports(&spec, &tree)?;
+        for report in &reports {
+            print!("{report}");
+            problems.extend(
+                report
+                    .violations
+                    .iter()
+                    .filter(|v| v.severity == Severity::Error)
+                    .map(|v| {
+                        format!(
+                            "{}: {}/{}/{}: policy {}: {}",
+                            v.file, v.kind, v.namespace, v.name, v.rule, v.message
+                        )
+                    }),
             );
+            problems.extend(report.unused_exemptions.iter().map(|e| {
+                format!(
+                    "policy exemption {} for {} matches no object: remove it from the spec or fix its name",
+                    e.rule,
+                    e.object()
+                )
+            }));
         }
         if problems.is_empty() {
             println!(
-                "verify: ok ({} objects, {} kustomize builds, cross-object checks passed)",
+                "verify: ok ({} objects, {} kustomize builds, cross-object checks and {} policy reports passed)",
                 tree.objects().count(),
-                roots.len()
+                roots.len(),
+                reports.len()
             );
             return Ok(());
         }
@@ -50,6 +67,41 @@ impl Verify {
         }
         anyhow::bail!("verify found {} problem(s)", problems.len())
     }
+}
+
+/// The policy bundle over each environment's objects, with the spec's exemptions: the same rules
+/// and exemptions the cluster enforces through the admission policies in the tree.
+pub(crate) fn policy_reports(spec: &Spec, tree: &Tree) -> anyhow::Result<Vec<Report>> {
+    let bundle = Bundle::builtin()?;
+    let exemptions = spec.policy_exemptions();
+    // Environments are independent: one thread each, results in the spec's order.
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = spec
+            .environments
+            .iter()
+            .map(|env| {
+                let (bundle, exemptions) = (&bundle, &exemptions);
+                scope.spawn(move || {
+                    let objects: Vec<SourcedObject> = tree
+                        .entries()
+                        .filter(|entry| entry.cluster == env.name)
+                        .map(|entry| SourcedObject {
+                            file: entry.file.into(),
+                            object: entry.object.value().clone(),
+                        })
+                        .collect();
+                    let context = CheckContext {
+                        environment: Some(env.name.clone()),
+                    };
+                    bundle.check(&context, &objects, exemptions)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| Ok(h.join().expect("a policy check does not panic")?))
+            .collect()
+    })
 }
 
 /// Builds every directory with `kubectl kustomize`, spread over the machine's cores.
@@ -123,5 +175,101 @@ mod tests {
             kustomize_all(&crate::project_root(), &roots),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn the_default_tree_has_no_policy_violations_and_lists_its_exemptions() {
+        let spec = infra::Spec::embedded().expect("valid");
+        let tree = infra::render(&spec).expect("renders");
+        let reports = policy_reports(&spec, &tree).expect("the bundle runs");
+        assert_eq!(reports.len(), spec.environments.len());
+        for report in &reports {
+            assert_eq!(report.violations, [], "{report}");
+            assert_eq!(report.unused_exemptions, [], "{report}");
+            let exempted: Vec<_> = report
+                .exempted
+                .iter()
+                .map(|e| (e.rule.as_str(), e.kind.as_str(), e.name.as_str()))
+                .collect();
+            assert!(
+                exempted.contains(&("run-as-non-root", "Deployment", "antaeus")),
+                "{report}"
+            );
+            assert!(
+                exempted.contains(&("no-external-services", "Service", "antaeus")),
+                "{report}"
+            );
+        }
+    }
+
+    /// Rewrites one generated file of a tree copy through `change`, one JSON document per object.
+    fn edit(root: &Path, file: &str, change: impl Fn(&mut serde_json::Value)) {
+        let path = root.join(file);
+        let documents: Vec<String> = policies::load_manifests(&path)
+            .expect("generated files load")
+            .into_iter()
+            .map(|mut sourced| {
+                change(&mut sourced.object);
+                sourced.object.to_string()
+            })
+            .collect();
+        std::fs::write(&path, documents.join("\n---\n")).expect("tree copy is writable");
+    }
+
+    #[test]
+    fn classic_mistakes_in_a_copy_of_the_generated_tree_fail_the_policy_check_naming_the_rule() {
+        type Mistake = (&'static str, &'static str, fn(&mut serde_json::Value));
+        let app = "flux/apps/payment-provider/production";
+        let tenant = "flux/tenants/production/payment-provider";
+        let mistakes: [Mistake; 4] = [
+            ("deployment.yaml", "probes-required", |d| {
+                let container = &mut d["spec"]["template"]["spec"]["containers"][0];
+                container
+                    .as_object_mut()
+                    .expect("a container is an object")
+                    .remove("readinessProbe");
+            }),
+            ("deployment.yaml", "image-tag-pinned", |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    "ghcr.io/billing-platform/payment-provider:latest".into();
+            }),
+            ("deployment.yaml", "no-privileged", |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
+                    true.into();
+            }),
+            ("developer-rbac.yaml", "rbac-no-wildcards", |o| {
+                if o["kind"] == "Role" {
+                    o["rules"][0]["verbs"] = serde_json::json!(["*"]);
+                }
+            }),
+        ];
+        let spec = infra::Spec::embedded().expect("valid");
+        let tree = infra::render(&spec).expect("renders");
+        let bundle = Bundle::builtin().expect("compiles");
+        let context = CheckContext {
+            environment: Some("production".into()),
+        };
+        for (file, rule, mistake) in mistakes {
+            let root = std::env::temp_dir().join(format!(
+                "xtask-verify-mistake-{rule}-{}",
+                std::process::id()
+            ));
+            generate(&root, &tree, Mode::Write).expect("writes a copy of the tree");
+            let dir = if file == "deployment.yaml" {
+                app
+            } else {
+                tenant
+            };
+            edit(&root, &format!("{dir}/{file}"), mistake);
+            // The app directory goes through `kubectl kustomize`, as `policy check` does.
+            let objects = policies::load_manifests(&root.join(dir)).expect("the copy loads");
+            let report = bundle
+                .check(&context, &objects, &spec.policy_exemptions())
+                .expect("valid exemptions");
+            std::fs::remove_dir_all(&root).expect("scratch dir is removable");
+            let names: Vec<&str> = report.violations.iter().map(|v| v.rule.as_str()).collect();
+            assert!(names.contains(&rule), "{rule} not reported: {report}");
+            assert!(report.has_errors(), "{report}");
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! `cargo xtask bench gen`: parse, validate, render, serialise and check a synthetic platform
 //! (1,000 services, 100 teams, 2 environments by default) next to a tenth of it in the same run,
-//! so the growth ratio is visible. No kubectl: in-process work only.
+//! so the growth ratio is visible, then the policy bundle over every environment, as `verify`
+//! runs it. No kubectl: in-process work only.
 //!
-//! `cargo xtask bench gen` measures the dev build (`infra` unoptimised, dependencies at
-//! opt-level 1); `cargo run --release -p xtask -- bench gen` measures what an optimised build does.
+//! `cargo xtask bench gen` measures the dev build (`infra` and `policies` at opt-level 2, other
+//! dependencies at 1); `cargo run --release -p xtask -- bench gen` measures an optimised build.
 //! The header line says which one ran.
 
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ struct Phases {
     render: Duration,
     serialise: Duration,
     checks: Duration,
+    policies: Duration,
     objects: usize,
     files: usize,
     bytes: usize,
@@ -39,12 +41,16 @@ impl Phases {
     fn generate_and_check(&self) -> Duration {
         self.render + self.serialise + self.checks
     }
+
+    fn generate_and_verify(&self) -> Duration {
+        self.generate_and_check() + self.policies
+    }
 }
 
 impl BenchGen {
     pub fn run(self) -> anyhow::Result<()> {
         let profile = if cfg!(debug_assertions) {
-            "dev profile (infra and xtask unoptimised, dependencies at opt-level 1)"
+            "dev profile (infra and policies at opt-level 2, other dependencies at 1)"
         } else {
             "release profile"
         };
@@ -72,6 +78,12 @@ impl BenchGen {
                 "render + files + checks",
                 small.generate_and_check(),
                 large.generate_and_check(),
+            ),
+            ("policy bundle (all envs)", small.policies, large.policies),
+            (
+                "gen + in-process verify",
+                small.generate_and_verify(),
+                large.generate_and_verify(),
             ),
         ] {
             println!(
@@ -124,11 +136,20 @@ fn measure(services: usize, teams: usize, runs: usize) -> anyhow::Result<Phases>
             findings[0]
         );
 
+        // The same call `verify` makes: every environment, the spec's exemptions.
+        let start = Instant::now();
+        let reports = crate::verify::policy_reports(&spec, &tree)?;
+        let policies = start.elapsed();
+        if let Some(report) = reports.iter().find(|r| r.has_errors()) {
+            anyhow::bail!("the synthetic platform violates the policy bundle:\n{report}");
+        }
+
         let run = Phases {
             parse,
             render,
             serialise,
             checks,
+            policies,
             objects: tree.objects().count(),
             files: files.len(),
             bytes: files.values().map(String::len).sum(),
@@ -140,6 +161,7 @@ fn measure(services: usize, teams: usize, runs: usize) -> anyhow::Result<Phases>
                 render: b.render.min(run.render),
                 serialise: b.serialise.min(run.serialise),
                 checks: b.checks.min(run.checks),
+                policies: b.policies.min(run.policies),
                 ..run
             },
         });
