@@ -7,6 +7,7 @@ pub mod charge;
 pub mod config;
 pub mod handler;
 pub mod idempotency;
+pub mod log;
 pub mod metrics;
 pub mod server;
 

@@ -16,9 +16,13 @@ const ANTAEUS_BODY: &str =
 
 #[derive(clap::Args)]
 pub struct BenchProvider {
-    /// Seconds of measured load on each server (after a 2 s warm-up).
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of measured load on each server per round (after a 2 s warm-up).
+    #[arg(long, default_value_t = 5)]
     duration: u64,
+    /// Rounds, alternating ceiling and provider; the best round of each is reported, which
+    /// filters out load from other processes sharing the machine.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Concurrent keep-alive connections wrk holds open.
     #[arg(long, default_value_t = 64)]
     connections: u32,
@@ -57,30 +61,45 @@ impl BenchProvider {
             .to_string();
 
         let ceiling_addr = free_loopback_addr()?;
-        let ceiling = Server::start(
+        let _ceiling = Server::start(
             "ceiling",
             Command::new(&ceiling_bin).arg(ceiling_addr.to_string()),
             ceiling_addr,
         )?;
-        let ceiling_figures = self.drive(&sh, &script, &threads, ceiling_addr)?;
-        drop(ceiling);
-
         let provider_addr = free_loopback_addr()?;
         let mut command = Command::new(&provider_bin);
         command
             .env_clear()
             .env("PROVIDER_LISTEN", provider_addr.to_string());
         let provider = Server::start("provider", &mut command, provider_addr)?;
-        let provider_figures = self.drive(&sh, &script, &threads, provider_addr)?;
+
+        let mut ceiling_rounds = Vec::new();
+        let mut provider_rounds = Vec::new();
+        for round in 1..=self.rounds.max(1) {
+            let ceiling = self.drive(&sh, &script, &threads, ceiling_addr)?;
+            let provider = self.drive(&sh, &script, &threads, provider_addr)?;
+            println!(
+                "round {round}: ceiling {:.0} req/s, provider {:.0} req/s, ratio {:.3}",
+                ceiling.requests_per_sec,
+                provider.requests_per_sec,
+                provider.requests_per_sec / ceiling.requests_per_sec
+            );
+            ceiling_rounds.push(ceiling);
+            provider_rounds.push(provider);
+        }
         let peak_rss = peak_rss_bytes(provider.child.id())?;
-        drop(provider);
+        let ceiling_figures = best(ceiling_rounds);
+        let provider_figures = best(provider_rounds);
 
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         let ratio = provider_figures.requests_per_sec / ceiling_figures.requests_per_sec;
         println!();
         println!(
-            "provider bench: wrk, {} connections, {} threads, {} s per server, POST of the Antaeus body over 127.0.0.1",
-            self.connections, threads, self.duration
+            "provider bench: wrk, {} connections, {} threads, best of {} rounds of {} s per server, POST of the Antaeus body over 127.0.0.1",
+            self.connections,
+            threads,
+            self.rounds.max(1),
+            self.duration
         );
         println!(
             "{:<24} {:>12} {:>10} {:>10}",
@@ -129,6 +148,14 @@ impl BenchProvider {
         .read()?;
         parse_wrk(&output).with_context(|| format!("cannot read wrk's output:\n{output}"))
     }
+}
+
+/// The round with the most requests per second.
+fn best(rounds: Vec<Figures>) -> Figures {
+    rounds
+        .into_iter()
+        .max_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec))
+        .expect("at least one round ran")
 }
 
 /// Installs Debian's `wrk` when it is missing (the command is run as root on CI machines).
