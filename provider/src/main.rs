@@ -3,6 +3,8 @@
 use provider::{App, Config, Timeouts};
 use std::process::ExitCode;
 use std::sync::Arc;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
@@ -32,10 +34,13 @@ fn main() -> ExitCode {
     // One line per request goes into a shared buffer that is written out when full and every
     // 100 ms, instead of one write(2) per line; whatever is left is flushed on the way out.
     let log = provider::log::BufferedStdout::start(std::time::Duration::from_millis(100));
-    tracing_subscriber::fmt()
-        .event_format(provider::log::JsonLine)
-        .with_writer(log.clone())
-        .with_env_filter(&config.log)
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .event_format(provider::log::JsonLine)
+                .with_writer(log.clone()),
+        )
+        .with(config.log.clone())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

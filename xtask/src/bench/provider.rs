@@ -60,39 +60,55 @@ impl BenchProvider {
             .map_or(2, |n| n.get())
             .to_string();
 
+        // The ceiling, the provider as shipped (one JSON access line per request), and the
+        // provider with access lines off, to show what the logging costs.
         let ceiling_addr = free_loopback_addr()?;
-        let _ceiling = Server::start(
-            "ceiling",
-            Command::new(&ceiling_bin).arg(ceiling_addr.to_string()),
-            ceiling_addr,
-        )?;
+        let mut ceiling = Command::new(&ceiling_bin);
+        ceiling.arg(ceiling_addr.to_string());
         let provider_addr = free_loopback_addr()?;
-        let mut command = Command::new(&provider_bin);
-        command
+        let mut provider = Command::new(&provider_bin);
+        provider
             .env_clear()
             .env("PROVIDER_LISTEN", provider_addr.to_string());
-        let provider = Server::start("provider", &mut command, provider_addr)?;
+        let quiet_addr = free_loopback_addr()?;
+        let mut quiet = Command::new(&provider_bin);
+        quiet
+            .env_clear()
+            .env("PROVIDER_LISTEN", quiet_addr.to_string())
+            .env("PROVIDER_LOG", "warn");
+        let servers = [
+            (
+                "ceiling (bare hyper)",
+                Server::start("ceiling", &mut ceiling, ceiling_addr)?,
+                ceiling_addr,
+            ),
+            (
+                "payment-provider",
+                Server::start("provider", &mut provider, provider_addr)?,
+                provider_addr,
+            ),
+            (
+                "provider, PROVIDER_LOG=warn",
+                Server::start("provider", &mut quiet, quiet_addr)?,
+                quiet_addr,
+            ),
+        ];
 
-        let mut ceiling_rounds = Vec::new();
-        let mut provider_rounds = Vec::new();
+        let mut rounds: [Vec<Figures>; 3] = Default::default();
         for round in 1..=self.rounds.max(1) {
-            let ceiling = self.drive(&sh, &script, &threads, ceiling_addr)?;
-            let provider = self.drive(&sh, &script, &threads, provider_addr)?;
-            println!(
-                "round {round}: ceiling {:.0} req/s, provider {:.0} req/s, ratio {:.3}",
-                ceiling.requests_per_sec,
-                provider.requests_per_sec,
-                provider.requests_per_sec / ceiling.requests_per_sec
-            );
-            ceiling_rounds.push(ceiling);
-            provider_rounds.push(provider);
+            let mut line = format!("round {round}:");
+            for ((name, _, addr), figures) in servers.iter().zip(&mut rounds) {
+                let measured = self.drive(&sh, &script, &threads, *addr)?;
+                line.push_str(&format!(" {name} {:.0} req/s;", measured.requests_per_sec));
+                figures.push(measured);
+            }
+            println!("{}", line.trim_end_matches(';'));
         }
-        let peak_rss = peak_rss_bytes(provider.child.id())?;
-        let ceiling_figures = best(ceiling_rounds);
-        let provider_figures = best(provider_rounds);
+        let peak_rss = peak_rss_bytes(servers[1].1.child.id())?;
+        drop(servers);
+        let [ceiling, provider, quiet] = rounds.map(best);
 
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-        let ratio = provider_figures.requests_per_sec / ceiling_figures.requests_per_sec;
         println!();
         println!(
             "provider bench: wrk, {} connections, {} threads, best of {} rounds of {} s per server, POST of the Antaeus body over 127.0.0.1",
@@ -102,25 +118,33 @@ impl BenchProvider {
             self.duration
         );
         println!(
-            "{:<24} {:>12} {:>10} {:>10}",
+            "{:<28} {:>12} {:>10} {:>10}",
             "server", "requests/s", "p50 ms", "p99 ms"
         );
         for (name, f) in [
-            ("ceiling (bare hyper)", &ceiling_figures),
-            ("payment-provider", &provider_figures),
+            ("ceiling (bare hyper)", &ceiling),
+            ("payment-provider", &provider),
+            ("provider, PROVIDER_LOG=warn", &quiet),
         ] {
             println!(
-                "{name:<24} {:>12.0} {:>10.3} {:>10.3}",
+                "{name:<28} {:>12.0} {:>10.3} {:>10.3}",
                 f.requests_per_sec, f.p50_ms, f.p99_ms
             );
         }
-        println!("ratio provider/ceiling:  {ratio:.3} (goal >= 0.9)");
         println!(
-            "provider peak RSS:       {:.2} MiB (VmHWM; goal < 10 MiB)",
+            "ratio provider/ceiling:      {:.3} (goal >= 0.9)",
+            provider.requests_per_sec / ceiling.requests_per_sec
+        );
+        println!(
+            "  without access log lines:  {:.3}",
+            quiet.requests_per_sec / ceiling.requests_per_sec
+        );
+        println!(
+            "provider peak RSS:           {:.2} MiB (VmHWM; goal < 10 MiB)",
             mib(peak_rss)
         );
         println!(
-            "static binary size:      {:.2} MiB ({binary_size} bytes; goal < 3 MiB)",
+            "static binary size:          {:.2} MiB ({binary_size} bytes; goal < 3 MiB)",
             mib(binary_size)
         );
         Ok(())
