@@ -1,1 +1,16 @@
-//! PLACEHOLDER
+//! The Antaeus payment provider: charges invoices at random over HTTP (binary `payment-provider`).
+//!
+//! [`handler::handle`] answers one request without a socket; [`server::serve`] runs it on a
+//! listener with timeouts and graceful shutdown; [`config::Config`] reads the environment.
+
+pub mod charge;
+pub mod config;
+pub mod handler;
+pub mod idempotency;
+pub mod log;
+pub mod metrics;
+pub mod server;
+
+pub use config::{Config, ConfigError};
+pub use handler::{App, MAX_BODY_BYTES, handle};
+pub use server::{Timeouts, serve};

@@ -1,10 +1,367 @@
-//! PLACEHOLDER while the workspace is being built: replaced by the real command.
+//! `cargo xtask bench provider`: the release provider against a do-nothing hyper ceiling, both
+//! driven by `wrk` over loopback in the same run, printing throughput, latency, the ratio, the
+//! provider's peak RSS and the static binary's size. Figures, not pass/fail.
+
+use crate::dist;
+use anyhow::{Context, bail};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use xshell::{Shell, cmd};
+
+/// What Antaeus sends, byte for byte.
+const ANTAEUS_BODY: &str =
+    r#"{"currency":{},"value":1234.5678901234567890123456789,"customer_id":42}"#;
 
 #[derive(clap::Args)]
-pub struct BenchProvider {}
+pub struct BenchProvider {
+    /// Seconds of measured load on each server per round (after a 2 s warm-up).
+    #[arg(long, default_value_t = 4)]
+    duration: u64,
+    /// Rounds, each measuring the ceiling and then the provider: the ratio is the median of the
+    /// rounds' ratios, so load from other processes on a shared machine hits both sides alike.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Concurrent keep-alive connections wrk holds open.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+}
+
+/// One wrk run's figures.
+#[derive(Debug)]
+struct Figures {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
 
 impl BenchProvider {
     pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("not built yet")
+        let sh = Shell::new()?;
+        sh.change_dir(crate::project_root());
+        ensure_wrk(&sh)?;
+        let dir = dist::build_release(&sh, &["--bin", "payment-provider", "--example", "ceiling"])?;
+        let provider_bin = dir.join("payment-provider");
+        let ceiling_bin = dir.join("examples").join("ceiling");
+        dist::check_static(&sh, &provider_bin)?;
+        let binary_size = dist::file_size(&provider_bin)?;
+
+        let scratch = sh.create_temp_dir()?;
+        let script = scratch.path().join("antaeus.lua");
+        let body = ANTAEUS_BODY.replace('"', "\\\"");
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = \"{body}\"\nwrk.headers[\"Content-Type\"] = \"application/json; charset=UTF-8\"\n"
+            ),
+        )?;
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .to_string();
+
+        // The ceiling, the provider as shipped (one JSON access line per request), and the
+        // provider with access lines off, to show what the logging costs.
+        let ceiling_addr = free_loopback_addr()?;
+        let mut ceiling = Command::new(&ceiling_bin);
+        ceiling.arg(ceiling_addr.to_string());
+        let provider_addr = free_loopback_addr()?;
+        let mut provider = Command::new(&provider_bin);
+        provider
+            .env_clear()
+            .env("PROVIDER_LISTEN", provider_addr.to_string());
+        let quiet_addr = free_loopback_addr()?;
+        let mut quiet = Command::new(&provider_bin);
+        quiet
+            .env_clear()
+            .env("PROVIDER_LISTEN", quiet_addr.to_string())
+            .env("PROVIDER_LOG", "warn");
+        let servers = [
+            (
+                "ceiling (bare hyper)",
+                Server::start("ceiling", &mut ceiling, ceiling_addr)?,
+                ceiling_addr,
+            ),
+            (
+                "payment-provider",
+                Server::start("provider", &mut provider, provider_addr)?,
+                provider_addr,
+            ),
+            (
+                "provider, PROVIDER_LOG=warn",
+                Server::start("provider", &mut quiet, quiet_addr)?,
+                quiet_addr,
+            ),
+        ];
+
+        let mut rounds: [Vec<Figures>; 3] = Default::default();
+        for round in 1..=self.rounds.max(1) {
+            let mut line = format!("round {round}:");
+            for ((name, _, addr), figures) in servers.iter().zip(&mut rounds) {
+                let measured = self.drive(&sh, &script, &threads, *addr)?;
+                line.push_str(&format!(" {name} {:.0} req/s;", measured.requests_per_sec));
+                figures.push(measured);
+            }
+            println!("{}", line.trim_end_matches(';'));
+        }
+        let peak_rss = peak_rss_bytes(servers[1].1.child.id())?;
+        drop(servers);
+        let provider_ratio = median_ratio(&rounds[1], &rounds[0]);
+        let quiet_ratio = median_ratio(&rounds[2], &rounds[0]);
+        let [ceiling, provider, quiet] = rounds.map(best);
+
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        println!();
+        println!(
+            "provider bench: wrk, {} connections, {} threads, {} rounds of {} s per server (best round shown), POST of the Antaeus body over 127.0.0.1",
+            self.connections,
+            threads,
+            self.rounds.max(1),
+            self.duration
+        );
+        println!(
+            "{:<28} {:>12} {:>10} {:>10}",
+            "server", "requests/s", "p50 ms", "p99 ms"
+        );
+        for (name, f) in [
+            ("ceiling (bare hyper)", &ceiling),
+            ("payment-provider", &provider),
+            ("provider, PROVIDER_LOG=warn", &quiet),
+        ] {
+            println!(
+                "{name:<28} {:>12.0} {:>10.3} {:>10.3}",
+                f.requests_per_sec, f.p50_ms, f.p99_ms
+            );
+        }
+        println!(
+            "ratio provider/ceiling:      {provider_ratio:.3} (median of the rounds' ratios; goal >= 0.9)"
+        );
+        println!("  without access log lines:  {quiet_ratio:.3}");
+        println!(
+            "provider peak RSS:           {:.2} MiB (VmHWM; goal < 10 MiB)",
+            mib(peak_rss)
+        );
+        println!(
+            "static binary size:          {:.2} MiB ({binary_size} bytes; goal < 3 MiB)",
+            mib(binary_size)
+        );
+        Ok(())
+    }
+
+    /// Warms `addr` up for 2 s, then measures it for the configured duration.
+    fn drive(
+        &self,
+        sh: &Shell,
+        script: &Path,
+        threads: &str,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Figures> {
+        let url = format!("http://{addr}/v1/charges");
+        let connections = self.connections.to_string();
+        let duration = format!("{}s", self.duration);
+        cmd!(sh, "wrk -t{threads} -c{connections} -d2s -s {script} {url}")
+            .quiet()
+            .ignore_stdout()
+            .run()?;
+        let output = cmd!(
+            sh,
+            "wrk -t{threads} -c{connections} -d{duration} --latency -s {script} {url}"
+        )
+        .read()?;
+        parse_wrk(&output).with_context(|| format!("cannot read wrk's output:\n{output}"))
+    }
+}
+
+/// The round with the most requests per second.
+fn best(rounds: Vec<Figures>) -> Figures {
+    rounds
+        .into_iter()
+        .max_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec))
+        .expect("at least one round ran")
+}
+
+/// The median over rounds of `server` requests/s divided by `baseline` requests/s in the same round.
+fn median_ratio(server: &[Figures], baseline: &[Figures]) -> f64 {
+    let mut ratios: Vec<f64> = server
+        .iter()
+        .zip(baseline)
+        .map(|(s, b)| s.requests_per_sec / b.requests_per_sec)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let mid = ratios.len() / 2;
+    if ratios.len() % 2 == 1 {
+        ratios[mid]
+    } else {
+        (ratios[mid - 1] + ratios[mid]) / 2.0
+    }
+}
+
+/// Installs Debian's `wrk` when it is missing (the command is run as root on CI machines).
+fn ensure_wrk(sh: &Shell) -> anyhow::Result<()> {
+    if cmd!(sh, "which wrk").quiet().ignore_stdout().run().is_ok() {
+        return Ok(());
+    }
+    eprintln!("wrk is missing: installing it with apt-get");
+    cmd!(sh, "apt-get install -y wrk")
+        .run()
+        .context("cannot install wrk: run `apt-get install -y wrk` (as root) and retry")
+}
+
+/// A port the kernel just handed out on loopback, free for the server about to start.
+fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A benchmarked server process, SIGKILLed by its pid when dropped, also on every error path.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(name: &str, command: &mut Command, addr: SocketAddr) -> anyhow::Result<Server> {
+        // Logs go to /dev/null: the provider still formats its JSON line per request, which is
+        // the real cost, without the bench filling a disk.
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start the {name} server"))?;
+        let mut server = Server { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("the {name} server exited before listening on {addr}: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("the {name} server did not listen on {addr} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Peak resident set size of a live process, from `VmHWM` in `/proc/<pid>/status`.
+fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc/<pid>/status")?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM has no value")?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+fn parse_wrk(output: &str) -> anyhow::Result<Figures> {
+    if let Some(line) = output
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses"))
+    {
+        bail!("the server answered errors under load ({})", line.trim());
+    }
+    let field = |prefix: &str| -> anyhow::Result<&str> {
+        output
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
+            .with_context(|| format!("no {prefix:?} line"))
+    };
+    Ok(Figures {
+        requests_per_sec: field("Requests/sec:")?.parse()?,
+        p50_ms: latency_ms(field("50%")?)?,
+        p99_ms: latency_ms(field("99%")?)?,
+    })
+}
+
+/// wrk writes latencies like `412.00us`, `1.20ms` or `2.01s`.
+fn latency_ms(text: &str) -> anyhow::Result<f64> {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .context("latency without unit")?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse()?;
+    Ok(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => bail!("unknown latency unit {unit:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 10s test @ http://127.0.0.1:9000/v1/charges
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   620.12us  301.55us  12.05ms   88.20%
+    Req/Sec    51.23k     2.10k   55.00k    70.00%
+  Latency Distribution
+     50%  580.00us
+     75%  700.00us
+     90%  850.00us
+     99%    1.52ms
+  1019876 requests in 10.00s, 98.23MB read
+Requests/sec: 101987.60
+Transfer/sec:      9.82MB
+";
+
+    #[test]
+    fn wrk_output_yields_throughput_and_percentiles() {
+        let figures = parse_wrk(WRK).unwrap();
+        assert_eq!(figures.requests_per_sec, 101987.60);
+        assert!((figures.p50_ms - 0.58).abs() < 1e-9);
+        assert!((figures.p99_ms - 1.52).abs() < 1e-9);
+    }
+
+    #[test]
+    fn error_answers_under_load_fail_the_bench() {
+        let output = WRK.replace(
+            "Requests/sec",
+            "  Non-2xx or 3xx responses: 12\nRequests/sec",
+        );
+        assert!(
+            parse_wrk(&output)
+                .unwrap_err()
+                .to_string()
+                .contains("Non-2xx or 3xx responses: 12")
+        );
+    }
+
+    #[test]
+    fn the_ratio_is_the_median_of_paired_rounds() {
+        let figures = |rps: &[f64]| -> Vec<Figures> {
+            rps.iter()
+                .map(|&requests_per_sec| Figures {
+                    requests_per_sec,
+                    p50_ms: 0.0,
+                    p99_ms: 0.0,
+                })
+                .collect()
+        };
+        let baseline = figures(&[100.0, 200.0, 100.0]);
+        assert_eq!(median_ratio(&figures(&[90.0, 100.0, 95.0]), &baseline), 0.9);
+        assert_eq!(median_ratio(&figures(&[50.0, 200.0]), &baseline[..2]), 0.75);
+    }
+
+    #[test]
+    fn latencies_convert_every_wrk_unit_to_milliseconds() {
+        assert_eq!(latency_ms("250.00us").unwrap(), 0.25);
+        assert_eq!(latency_ms("2.00s").unwrap(), 2000.0);
+        assert!(latency_ms("3.00parsecs").is_err());
     }
 }

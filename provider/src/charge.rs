@@ -1,0 +1,170 @@
+//! The charge request Antaeus sends, parsed and checked without losing any digit of `value`.
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+/// `{"currency": <any>, "value": <number>, "customer_id": <integer>}` in any key order.
+///
+/// `currency` is accepted as any JSON value because unpatched Antaeus serialises its `Currency`
+/// enum as `{}`. `value` stays raw JSON text: it is a BigDecimal of any precision.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a JSON object with currency, value and customer_id")]
+struct Wire<'a> {
+    #[allow(dead_code, reason = "required to be present, never read")]
+    currency: IgnoredAny,
+    #[serde(borrow)]
+    value: &'a RawValue,
+    customer_id: i64,
+}
+
+/// A charge request that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub customer_id: i64,
+}
+
+/// Parses and checks a request body; the error says what is wrong, fit for a 400 answer.
+pub fn parse(body: &[u8]) -> Result<Charge, String> {
+    // serde's derive also accepts a struct written as an array (`[{},1,42]`); Antaeus never sends one.
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err("invalid charge request: expected a JSON object with currency, value and customer_id, got an array".to_owned());
+    }
+    let wire: Wire =
+        serde_json::from_slice(body).map_err(|e| format!("invalid charge request: {e}"))?;
+    check_value(wire.value.get())?;
+    Ok(Charge {
+        customer_id: wire.customer_id,
+    })
+}
+
+/// Checks that the JSON text of `value` is a positive number whose magnitude fits a finite double.
+///
+/// Positivity is decided on the digits, so `1e-400` (which a double rounds to 0) is positive and
+/// `123456789012345678901234567890.123456789` keeps every digit. The text is valid JSON already.
+fn check_value(raw: &str) -> Result<(), String> {
+    let raw = raw.trim();
+    let kind = match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => None,
+        Some(b'"') => Some("a string"),
+        Some(b'{') => Some("an object"),
+        Some(b'[') => Some("an array"),
+        Some(b't' | b'f') => Some("a boolean"),
+        _ => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!(
+            "invalid charge request: value must be a JSON number, got {kind}"
+        ));
+    }
+    let mantissa = raw.split(['e', 'E']).next().unwrap_or(raw);
+    if raw.starts_with('-') || !mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Err(format!(
+            "invalid charge request: value must be positive, got {raw}"
+        ));
+    }
+    // Rust parses any JSON number text; only the magnitude can fail, as infinity.
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(()),
+        _ => Err(format!(
+            "invalid charge request: value must be finite, got {raw}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(body: &str) -> String {
+        parse(body.as_bytes()).expect_err(body)
+    }
+
+    #[test]
+    fn the_exact_antaeus_body_is_accepted() {
+        let body = r#"{"currency":{},"value":1234.5678901234567890123456789,"customer_id":42}"#;
+        assert_eq!(parse(body.as_bytes()), Ok(Charge { customer_id: 42 }));
+    }
+
+    #[test]
+    fn keys_in_any_order_and_any_currency_are_accepted() {
+        for body in [
+            r#"{"customer_id":1,"value":10,"currency":"EUR"}"#,
+            r#"{"value":0.01,"currency":{"code":"DKK"},"customer_id":2}"#,
+            r#"{"currency":null,"customer_id":3,"value":123456789012345678901234567890.123456789}"#,
+            r#" { "value" : 1E-400 , "customer_id" : 4 , "currency" : [ ] , "extra" : true } "#,
+        ] {
+            assert!(parse(body.as_bytes()).is_ok(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        assert!(error(r#"{"currency":{},"value":1}"#).contains("missing field `customer_id`"));
+        assert!(error(r#"{"value":1,"customer_id":1}"#).contains("missing field `currency`"));
+        assert!(error(r#"{"currency":{},"customer_id":1}"#).contains("missing field `value`"));
+    }
+
+    #[test]
+    fn non_positive_values_are_rejected() {
+        for value in [
+            "0",
+            "0.000",
+            "-1",
+            "-0",
+            "0e10",
+            "-123456789012345678901234567890.5",
+        ] {
+            let body = format!(r#"{{"currency":{{}},"value":{value},"customer_id":1}}"#);
+            let err = error(&body);
+            assert!(err.contains("value must be positive"), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn values_beyond_a_finite_double_are_rejected() {
+        let err = error(r#"{"currency":{},"value":1e999,"customer_id":1}"#);
+        assert!(err.contains("value must be finite, got 1e999"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_rejected_naming_the_problem() {
+        assert!(
+            error(r#"{"currency":{},"value":"12.5","customer_id":1}"#)
+                .contains("value must be a JSON number, got a string")
+        );
+        assert!(error(r#"{"currency":{},"value":null,"customer_id":1}"#).contains("got null"));
+        assert!(error(r#"{"currency":{},"value":true,"customer_id":1}"#).contains("got a boolean"));
+        assert!(
+            error(r#"{"currency":{},"value":1,"customer_id":"42"}"#)
+                .contains("invalid type: string")
+        );
+        assert!(
+            error(r#"{"currency":{},"value":1,"customer_id":4.2}"#)
+                .contains("invalid type: floating point")
+        );
+        assert!(
+            error(r#"[{},1,3]"#).contains(
+                "expected a JSON object with currency, value and customer_id, got an array"
+            )
+        );
+        assert!(
+            error("42").contains("expected a JSON object with currency, value and customer_id")
+        );
+    }
+
+    #[test]
+    fn malformed_and_truncated_json_is_rejected() {
+        assert!(error(r#"{"currency":{},"value":1,"#).contains("EOF while parsing"));
+        assert!(error("not json").contains("invalid charge request"));
+        assert!(error("").contains("EOF while parsing"));
+        assert!(
+            error(r#"{"currency":{},"value":NaN,"customer_id":1}"#)
+                .contains("invalid charge request")
+        );
+        assert!(
+            error(r#"{"currency":{},"value":1,"value":2,"customer_id":1}"#)
+                .contains("duplicate field `value`")
+        );
+    }
+}
