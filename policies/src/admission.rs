@@ -180,15 +180,7 @@ mod tests {
     use crate::evaluate::{self, Site};
     use crate::{CheckContext, SourcedObject, bench, load_manifests};
 
-    fn antaeus_root() -> Exemption {
-        Exemption {
-            rule: "run-as-non-root".into(),
-            kind: "Deployment".into(),
-            namespace: "antaeus".into(),
-            name: "antaeus".into(),
-            reason: "the stock image runs ./gradlew as root".into(),
-        }
-    }
+    use crate::exemption::tests::antaeus as antaeus_root;
 
     /// Evaluates a generated policy the way the API server does, using only the policy object:
     /// resource rules, then match conditions, then variables, then validations. Returns `None`

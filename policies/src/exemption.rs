@@ -137,7 +137,7 @@ pub fn load_exemptions(path: &Path) -> Result<Vec<Exemption>, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn antaeus() -> Exemption {
