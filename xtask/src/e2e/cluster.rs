@@ -1,0 +1,474 @@
+//! The control plane on 127.0.0.1: a CA and certificates from the `openssl` CLI, etcd,
+//! kube-apiserver (real TLS, RBAC, service-account keys), controller-manager, scheduler and kwok
+//! with one fake node, each waited for before the next starts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use super::components::Binaries;
+use super::procs::{Processes, free_port, wait_until};
+
+/// The name of the one kwok node every pod is scheduled to.
+pub const NODE: &str = "kwok-node-0";
+
+/// A running control plane and the files a client needs to reach it.
+pub struct Cluster {
+    pub dir: PathBuf,
+    /// Kubeconfig of the admin identity (client certificate in group `system:masters`).
+    pub admin: PathBuf,
+    pub server: String,
+}
+
+/// A client identity: certificate subject and the kubeconfig written for it.
+struct Identity<'a> {
+    file: &'a str,
+    common_name: &'a str,
+    groups: &'a [&'a str],
+}
+
+const ADMIN: Identity = Identity {
+    file: "admin",
+    common_name: "e2e-admin",
+    groups: &["system:masters"],
+};
+
+impl Cluster {
+    /// Starts everything in order and waits for each part; processes are owned by `procs`.
+    pub fn start(
+        sh: &Shell,
+        bins: &Binaries,
+        dir: &Path,
+        procs: &mut Processes,
+    ) -> anyhow::Result<Self> {
+        let pki = dir.join("pki");
+        std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+        generate_ca(sh, &pki)?;
+        issue(
+            sh,
+            &pki,
+            "apiserver",
+            "kube-apiserver",
+            &[],
+            "subjectAltName = IP:127.0.0.1,DNS:localhost\nextendedKeyUsage = serverAuth",
+        )?;
+        // Service-account tokens are signed with this key by the apiserver (TokenRequest) and the
+        // controller-manager; the apiserver verifies them with its public half.
+        cmd!(
+            sh,
+            "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out {pki}/sa.key"
+        )
+        .quiet()
+        .ignore_stderr()
+        .run()?;
+        cmd!(
+            sh,
+            "openssl pkey -in {pki}/sa.key -pubout -out {pki}/sa.pub"
+        )
+        .quiet()
+        .run()?;
+
+        let etcd_port = free_port()?;
+        let peer_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        procs.spawn(
+            "etcd",
+            &bins.path("etcd"),
+            &strings(&[
+                "--name=e2e",
+                &format!("--data-dir={}", dir.join("etcd").display()),
+                &format!("--listen-client-urls={etcd_url}"),
+                &format!("--advertise-client-urls={etcd_url}"),
+                &format!("--listen-peer-urls={peer_url}"),
+                &format!("--initial-advertise-peer-urls={peer_url}"),
+                &format!("--initial-cluster=e2e={peer_url}"),
+                "--listen-metrics-urls=",
+                // A throwaway cluster: durability buys nothing, fsync costs seconds on a busy disk.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ]),
+            &[],
+        )?;
+        wait_until(
+            "etcd to accept connections",
+            Duration::from_secs(30),
+            || {
+                procs.check_alive()?;
+                Ok(std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_ok())
+            },
+        )?;
+
+        let port = free_port()?;
+        let server = format!("https://127.0.0.1:{port}");
+        let p = |name: &str| pki.join(name).display().to_string();
+        procs.spawn(
+            "kube-apiserver",
+            &bins.path("kube-apiserver"),
+            &strings(&[
+                &format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={port}"),
+                &format!("--cert-dir={}", dir.join("apiserver").display()),
+                &format!("--tls-cert-file={}", p("apiserver.crt")),
+                &format!("--tls-private-key-file={}", p("apiserver.key")),
+                &format!("--client-ca-file={}", p("ca.crt")),
+                &format!("--service-account-issuer={server}"),
+                &format!("--service-account-key-file={}", p("sa.pub")),
+                &format!("--service-account-signing-key-file={}", p("sa.key")),
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--authorization-mode=RBAC",
+                // The admission policies, not the apiserver, must be what refuses privileged pods.
+                "--allow-privileged=true",
+                "--profiling=false",
+            ]),
+            &[],
+        )?;
+        let admin = write_identity(sh, dir, &pki, &server, &ADMIN)?;
+        let ready = wait_until("kube-apiserver /readyz", Duration::from_secs(120), || {
+            procs.check_alive()?;
+            let ok = cmd!(sh, "kubectl --kubeconfig {admin} get --raw /readyz")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .is_ok_and(|body| body.trim() == "ok");
+            Ok(ok)
+        })?;
+        eprintln!("e2e: kube-apiserver ready at {server} ({ready:.1?})");
+
+        let kubeconfig = format!("--kubeconfig={}", admin.display());
+        let auth = [
+            format!("--authentication-kubeconfig={}", admin.display()),
+            format!("--authorization-kubeconfig={}", admin.display()),
+        ];
+        let mut kcm = strings(&[
+            &kubeconfig,
+            "--bind-address=127.0.0.1",
+            &format!("--secure-port={}", free_port()?),
+            "--leader-elect=false",
+            &format!("--service-account-private-key-file={}", p("sa.key")),
+            &format!("--root-ca-file={}", p("ca.crt")),
+            "--use-service-account-credentials=false",
+            "--cluster-cidr=10.244.0.0/16",
+            "--allocate-node-cidrs=false",
+        ]);
+        kcm.extend(auth.iter().cloned());
+        procs.spawn(
+            "kube-controller-manager",
+            &bins.path("kube-controller-manager"),
+            &kcm,
+            &[],
+        )?;
+        let mut scheduler = strings(&[
+            &kubeconfig,
+            "--bind-address=127.0.0.1",
+            &format!("--secure-port={}", free_port()?),
+            "--leader-elect=false",
+        ]);
+        scheduler.extend(auth.iter().cloned());
+        procs.spawn(
+            "kube-scheduler",
+            &bins.path("kube-scheduler"),
+            &scheduler,
+            &[],
+        )?;
+        procs.spawn(
+            "kwok",
+            &bins.path("kwok"),
+            &strings(&[
+                &kubeconfig,
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--manage-nodes-with-label-selector=",
+                "--manage-single-node=",
+                "--cidr=10.244.0.0/24",
+                "--node-ip=10.244.0.1",
+                "--node-lease-duration-seconds=40",
+                &format!("--config={}", dir.join("kwok.yaml").display()),
+            ]),
+            &[],
+        )?;
+        // kwok reads a config file if one exists; an empty one keeps a user's ~/.kwok out of it.
+        std::fs::write(dir.join("kwok.yaml"), "")?;
+
+        let cluster = Cluster {
+            dir: dir.to_path_buf(),
+            admin,
+            server,
+        };
+        let node = node_manifest();
+        cluster.kubectl(sh, &["apply", "-f", "-"], Some(&node))?;
+        let took = wait_until(
+            "the kwok node Ready and the default ServiceAccount (controller-manager)",
+            Duration::from_secs(120),
+            || {
+                procs.check_alive()?;
+                let ready = cluster.kubectl_read(
+                    sh,
+                    &[
+                        "get",
+                        "node",
+                        NODE,
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                    ],
+                )?;
+                let sa = cluster.kubectl_read(
+                    sh,
+                    &[
+                        "get",
+                        "serviceaccount",
+                        "default",
+                        "-n",
+                        "default",
+                        "-o",
+                        "name",
+                    ],
+                );
+                Ok(ready.trim() == "True" && sa.is_ok())
+            },
+        )?;
+        eprintln!("e2e: controller-manager, scheduler and kwok node ready ({took:.1?})");
+        Ok(cluster)
+    }
+
+    /// Writes a kubeconfig for a client certificate with this subject (for the Flux controllers).
+    pub fn identity(
+        &self,
+        sh: &Shell,
+        file: &str,
+        common_name: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<PathBuf> {
+        let identity = Identity {
+            file,
+            common_name,
+            groups,
+        };
+        write_identity(
+            sh,
+            &self.dir,
+            &self.dir.join("pki"),
+            &self.server,
+            &identity,
+        )
+    }
+
+    /// `kubectl --kubeconfig admin ARGS` with optional stdin; fails with kubectl's stderr.
+    pub fn kubectl(&self, sh: &Shell, args: &[&str], stdin: Option<&str>) -> anyhow::Result<()> {
+        self.kubectl_output(sh, args, stdin).map(|_| ())
+    }
+
+    /// `kubectl` as admin, returning stdout.
+    pub fn kubectl_read(&self, sh: &Shell, args: &[&str]) -> anyhow::Result<String> {
+        self.kubectl_output(sh, args, None)
+    }
+
+    /// `kubectl` as admin, returning stdout or an error carrying stderr.
+    pub fn kubectl_output(
+        &self,
+        sh: &Shell,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let admin = &self.admin;
+        let mut command = cmd!(sh, "kubectl --kubeconfig {admin} {args...}")
+            .quiet()
+            .ignore_status();
+        if let Some(input) = stdin {
+            command = command.stdin(input);
+        }
+        let output = command
+            .output()
+            .context("cannot run kubectl: put kubectl on PATH")?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// A self-signed CA, valid for two days: long enough for any run, useless afterwards.
+fn generate_ca(sh: &Shell, pki: &Path) -> anyhow::Result<()> {
+    let config = pki.join("ca.cnf");
+    std::fs::write(
+        &config,
+        "[req]\ndistinguished_name = dn\nx509_extensions = ext\n[dn]\n[ext]\n\
+         basicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign,digitalSignature\n\
+         subjectKeyIdentifier = hash\n",
+    )?;
+    cmd!(
+        sh,
+        "openssl req -x509 -config {config} -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout {pki}/ca.key -out {pki}/ca.crt -days 2 -subj /CN=billing-platform-e2e-ca"
+    )
+    .quiet()
+    .ignore_stderr()
+    .run()
+    .context("cannot create the CA with openssl: install openssl 3")?;
+    Ok(())
+}
+
+/// A leaf certificate signed by the CA: `O=` per group (Kubernetes reads groups from O) and `CN=`
+/// the user name.
+fn issue(
+    sh: &Shell,
+    pki: &Path,
+    file: &str,
+    common_name: &str,
+    groups: &[&str],
+    extensions: &str,
+) -> anyhow::Result<()> {
+    let config = pki.join(format!("{file}.cnf"));
+    std::fs::write(
+        &config,
+        format!(
+            "[req]\ndistinguished_name = dn\nx509_extensions = ext\n[dn]\n[ext]\n\
+             basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n\
+             authorityKeyIdentifier = keyid\n{extensions}\n"
+        ),
+    )?;
+    let subject: String = groups
+        .iter()
+        .map(|g| format!("/O={g}"))
+        .chain([format!("/CN={common_name}")])
+        .collect();
+    cmd!(
+        sh,
+        "openssl req -x509 -config {config} -CA {pki}/ca.crt -CAkey {pki}/ca.key -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout {pki}/{file}.key -out {pki}/{file}.crt -days 2 -subj {subject}"
+    )
+    .quiet()
+    .ignore_stderr()
+    .run()
+    .with_context(|| format!("cannot issue the {file} certificate with openssl"))?;
+    Ok(())
+}
+
+/// Issues a client certificate and writes `<file>.kubeconfig` next to the PKI.
+fn write_identity(
+    sh: &Shell,
+    dir: &Path,
+    pki: &Path,
+    server: &str,
+    identity: &Identity,
+) -> anyhow::Result<PathBuf> {
+    issue(
+        sh,
+        pki,
+        identity.file,
+        identity.common_name,
+        identity.groups,
+        "extendedKeyUsage = clientAuth",
+    )?;
+    let path = dir.join(format!("{}.kubeconfig", identity.file));
+    std::fs::write(
+        &path,
+        kubeconfig(
+            server,
+            &pki.join("ca.crt"),
+            &pki.join(format!("{}.crt", identity.file)),
+            &pki.join(format!("{}.key", identity.file)),
+        ),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// A kubeconfig with one cluster, one user (client certificate files) and one current context.
+fn kubeconfig(server: &str, ca: &Path, cert: &Path, key: &Path) -> String {
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": server, "certificate-authority": ca}}],
+        "users": [{"name": "e2e", "user": {"client-certificate": cert, "client-key": key}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e"}}],
+        "current-context": "e2e",
+    });
+    // JSON is YAML, and every Kubernetes client reads it.
+    serde_json::to_string_pretty(&doc).expect("a JSON value always serialises")
+}
+
+/// The kwok node: kwok manages nodes with this annotation and reports them Ready; no taint, so
+/// the Deployments of the tree schedule onto it unchanged.
+fn node_manifest() -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": NODE,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+        },
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubeconfig_names_the_server_and_the_certificate_files() {
+        let text = kubeconfig(
+            "https://127.0.0.1:6443",
+            Path::new("/p/ca.crt"),
+            Path::new("/p/a.crt"),
+            Path::new("/p/a.key"),
+        );
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
+        assert_eq!(value["users"][0]["user"]["client-key"], "/p/a.key");
+        assert_eq!(value["current-context"], "e2e");
+    }
+
+    #[test]
+    fn issued_certificates_carry_groups_as_organisations() {
+        let sh = Shell::new().unwrap();
+        let pki = std::env::temp_dir().join(format!("e2e-pki-test-{}", std::process::id()));
+        std::fs::create_dir_all(&pki).unwrap();
+        generate_ca(&sh, &pki).unwrap();
+        issue(
+            &sh,
+            &pki,
+            "dev",
+            "alice",
+            &["team-a", "system:authenticated"],
+            "extendedKeyUsage = clientAuth",
+        )
+        .unwrap();
+        let crt = pki.join("dev.crt");
+        let ca = pki.join("ca.crt");
+        let subject = cmd!(sh, "openssl x509 -in {crt} -noout -subject")
+            .read()
+            .unwrap();
+        assert!(subject.contains("O = team-a"), "{subject}");
+        assert!(subject.contains("CN = alice"), "{subject}");
+        let verified = cmd!(sh, "openssl verify -CAfile {ca} {crt}")
+            .read()
+            .unwrap();
+        assert!(verified.ends_with("OK"), "{verified}");
+        std::fs::remove_dir_all(pki).unwrap();
+    }
+}
