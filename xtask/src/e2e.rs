@@ -87,7 +87,7 @@ impl E2e {
         let timeout = Duration::from_secs(self.timeout);
         let mut procs = procs::Processes::new(&dir.join("logs"))?;
         let t0 = Instant::now();
-        let cluster = cluster::Cluster::start(sh, bins, dir, &mut procs)?;
+        let cluster = cluster::Cluster::start(sh, root, bins, dir, &mut procs)?;
         println!(
             "1. control plane up in {:.1?} ({})",
             t0.elapsed(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use super::components::Binaries;
+use super::components::{self, Binaries};
 use super::procs::{Processes, free_port, wait_until};
 
 /// The name of the one kwok node every pod is scheduled to.
@@ -39,6 +39,7 @@ impl Cluster {
     /// Starts everything in order and waits for each part; processes are owned by `procs`.
     pub fn start(
         sh: &Shell,
+        root: &Path,
         bins: &Binaries,
         dir: &Path,
         procs: &mut Processes,
@@ -175,11 +176,21 @@ impl Cluster {
             &scheduler,
             &[],
         )?;
+        // kwok plays "stages" on nodes and pods; the module ships the fast ones (node Ready with a
+        // lease heartbeat, pods Running and Ready at once) under kustomize/stage/fast.
+        let stages = components::module_dir(sh, root, "kwok")?
+            .join("kustomize")
+            .join("stage")
+            .join("fast");
+        let kwok_config = dir.join("kwok.yaml");
+        let stages = cmd!(sh, "kubectl kustomize {stages}").quiet().read()?;
+        std::fs::write(&kwok_config, stages)?;
         procs.spawn(
             "kwok",
             &bins.path("kwok"),
             &strings(&[
                 &kubeconfig,
+                &format!("--config={}", kwok_config.display()),
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--manage-nodes-with-label-selector=",
@@ -187,12 +198,9 @@ impl Cluster {
                 "--cidr=10.244.0.0/24",
                 "--node-ip=10.244.0.1",
                 "--node-lease-duration-seconds=40",
-                &format!("--config={}", dir.join("kwok.yaml").display()),
             ]),
             &[],
         )?;
-        // kwok reads a config file if one exists; an empty one keeps a user's ~/.kwok out of it.
-        std::fs::write(dir.join("kwok.yaml"), "")?;
 
         let cluster = Cluster {
             dir: dir.to_path_buf(),

@@ -55,6 +55,8 @@ pub fn install(
     let storage_port = free_port()?;
     let storage = format!("127.0.0.1:{storage_port}");
     let storage_path = cluster.dir.join("source-controller-storage");
+    std::fs::create_dir_all(&storage_path)
+        .with_context(|| format!("creating {}", storage_path.display()))?;
     for controller in CONTROLLERS {
         let kubeconfig = cluster.identity(
             sh,
@@ -66,7 +68,6 @@ pub fn install(
             ],
         )?;
         let mut args = vec![
-            format!("--kubeconfig={}", kubeconfig.display()),
             format!("--metrics-addr=127.0.0.1:{}", free_port()?),
             format!("--health-addr=127.0.0.1:{}", free_port()?),
             "--enable-leader-election=false".to_string(),
@@ -84,14 +85,22 @@ pub fn install(
                 "--no-cross-namespace-refs=true".to_string(),
                 "--no-remote-bases=true".to_string(),
                 "--default-service-account=default".to_string(),
+                // tenants dependsOn infrastructure: re-check every 5s instead of 30s, so the
+                // timeline measures Flux, not a retry interval.
+                "--requeue-dependency=5s".to_string(),
             ]);
         }
         let bin = bins.path(controller);
+        // The controllers take no --kubeconfig flag; controller-runtime reads KUBECONFIG.
+        let kubeconfig = kubeconfig.display().to_string();
         procs.spawn(
             controller,
             &bin,
             &args,
-            &[("RUNTIME_NAMESPACE", FLUX_NAMESPACE)],
+            &[
+                ("RUNTIME_NAMESPACE", FLUX_NAMESPACE),
+                ("KUBECONFIG", &kubeconfig),
+            ],
         )?;
     }
     Ok(())

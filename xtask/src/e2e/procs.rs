@@ -82,12 +82,12 @@ impl Processes {
         for started in &mut self.children {
             if let Ok(Some(status)) = started.child.try_wait() {
                 let log = self.logs.join(format!("{}.log", started.name));
-                anyhow::bail!(
+                return Err(anyhow::Error::new(Exited).context(format!(
                     "{} exited ({status}); last lines of {}:\n{}",
                     started.name,
                     log.display(),
                     tail(&log, 20)
-                );
+                )));
             }
         }
         Ok(())
@@ -161,7 +161,20 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Polls `check` until it returns `Ok(true)`, failing after `timeout` with the last error seen.
+/// Marks the error of a process that exited: waiting any longer cannot help.
+#[derive(Debug)]
+struct Exited;
+
+impl std::fmt::Display for Exited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a process of the run exited")
+    }
+}
+
+impl std::error::Error for Exited {}
+
+/// Polls `check` until it returns `Ok(true)`, failing after `timeout` with the last error seen
+/// (at once when a process of the run has exited).
 pub fn wait_until(
     what: &str,
     timeout: Duration,
@@ -173,6 +186,7 @@ pub fn wait_until(
         match check() {
             Ok(true) => return Ok(started.elapsed()),
             Ok(false) => {}
+            Err(err) if err.downcast_ref::<Exited>().is_some() => return Err(err),
             Err(err) => last = format!("{err:#}"),
         }
         if started.elapsed() > timeout {
