@@ -310,7 +310,7 @@ fn can_i(
     let sub = (!subresource.is_empty()).then(|| format!("--subresource={subresource}"));
     let output = cmd!(
         sh,
-        "kubectl --kubeconfig {admin} auth can-i {verb} {resource} {sub...} -n {namespace} {user} {as_group}"
+        "kubectl --kubeconfig {admin} --request-timeout=30s auth can-i {verb} {resource} {sub...} -n {namespace} {user} {as_group}"
     )
     .quiet()
     .ignore_status()

@@ -131,11 +131,14 @@ impl Cluster {
         let admin = write_identity(sh, dir, &pki, &server, &ADMIN)?;
         let ready = wait_until("kube-apiserver /readyz", Duration::from_secs(120), || {
             procs.check_alive()?;
-            let ok = cmd!(sh, "kubectl --kubeconfig {admin} get --raw /readyz")
-                .quiet()
-                .ignore_stderr()
-                .read()
-                .is_ok_and(|body| body.trim() == "ok");
+            let ok = cmd!(
+                sh,
+                "kubectl --kubeconfig {admin} --request-timeout=5s get --raw /readyz"
+            )
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok_and(|body| body.trim() == "ok");
             Ok(ok)
         })?;
         eprintln!("e2e: kube-apiserver ready at {server} ({ready:.1?})");
@@ -283,9 +286,13 @@ impl Cluster {
         stdin: Option<&str>,
     ) -> anyhow::Result<String> {
         let admin = &self.admin;
-        let mut command = cmd!(sh, "kubectl --kubeconfig {admin} {args...}")
-            .quiet()
-            .ignore_status();
+        // Every call is bounded: a wedged apiserver fails the run instead of hanging it.
+        let mut command = cmd!(
+            sh,
+            "kubectl --kubeconfig {admin} --request-timeout=60s {args...}"
+        )
+        .quiet()
+        .ignore_status();
         if let Some(input) = stdin {
             command = command.stdin(input);
         }

@@ -201,17 +201,14 @@ pub struct Repo {
 
 impl Repo {
     /// Copies the files of `source` (tracked and untracked-but-not-ignored: the current tree,
-    /// uncommitted changes included) into a new repository and pushes one commit.
-    pub fn create(
+    /// uncommitted changes included) into `work`, with `flux/` taken from `flux_from` if given.
+    pub fn copy_tree(
         sh: &Shell,
         source: &Path,
         flux_from: Option<&Path>,
-        dir: &Path,
-        branch: &str,
-    ) -> anyhow::Result<Self> {
-        let work = dir.join("work");
-        let bare = dir.join("served").join("billing-platform.git");
-        std::fs::create_dir_all(&work)?;
+        work: &Path,
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(work)?;
         let files = {
             let _dir = sh.push_dir(source);
             cmd!(sh, "git ls-files -z --cached --others --exclude-standard")
@@ -234,18 +231,22 @@ impl Repo {
         if let Some(flux) = flux_from {
             copy_dir(flux, &work.join("flux"))?;
         }
-        let _dir = sh.push_dir(&work);
+        Ok(())
+    }
+
+    /// Makes `work` a repository on `branch` whose commits go to `<served>/billing-platform.git`.
+    pub fn init(sh: &Shell, work: &Path, served: &Path, branch: &str) -> anyhow::Result<Self> {
+        let bare = served.join("billing-platform.git");
+        let _dir = sh.push_dir(work);
         cmd!(sh, "git init -q -b {branch}").quiet().run()?;
         cmd!(sh, "git init -q --bare -b {branch} {bare}")
             .quiet()
             .run()?;
-        let repo = Repo {
-            work: work.clone(),
+        Ok(Repo {
+            work: work.to_path_buf(),
             bare,
             branch: branch.to_string(),
-        };
-        repo.commit(sh, "the tree under test")?;
-        Ok(repo)
+        })
     }
 
     /// Commits everything in the working clone and pushes it; returns the commit id.
@@ -310,8 +311,11 @@ mod tests {
             let _d = sh.push_dir(&source);
             cmd!(sh, "git init -q").run().unwrap();
         }
-        let repo = Repo::create(&sh, &source, None, &dir.join("repo"), "main").unwrap();
-        let server = GitServer::start(&dir.join("repo/served")).unwrap();
+        let work = dir.join("work");
+        Repo::copy_tree(&sh, &source, None, &work).unwrap();
+        let repo = Repo::init(&sh, &work, &dir.join("served"), "main").unwrap();
+        repo.commit(&sh, "first").unwrap();
+        let server = GitServer::start(&dir.join("served")).unwrap();
         let url = server.url("billing-platform.git");
         let clone = dir.join("clone");
         cmd!(sh, "git clone -q {url} {clone}").run().unwrap();
