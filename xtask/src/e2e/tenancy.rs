@@ -246,14 +246,25 @@ fn set_replicas(dir: &Path, name: &str, before: i64, after: i64) -> anyhow::Resu
     bail!("no file in {} holds Deployment {name}", dir.display())
 }
 
+/// The first line of a condition message, at most 400 characters (cut on a char boundary).
 fn first_line(text: &str) -> &str {
     let line = text.lines().next().unwrap_or("");
-    &line[..line.len().min(240)]
+    match line.char_indices().nth(400) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(500) + "\nsecond";
+        assert_eq!(first_line(&text).chars().count(), 400);
+        assert_eq!(first_line("short\nsecond"), "short");
+    }
 
     #[test]
     fn a_resource_is_appended_to_the_kustomization() {
