@@ -53,6 +53,21 @@ impl E2e {
             return components::update_modules(&sh, &root);
         }
         let started = Instant::now();
+        if !self.build_only {
+            // Fail before minutes of building when there is no tree to reconcile.
+            let flux = self.flux_dir.clone().unwrap_or_else(|| root.join("flux"));
+            let entry = flux
+                .join("clusters")
+                .join(&self.env)
+                .join("kustomization.yaml");
+            if !entry.is_file() {
+                bail!(
+                    "{} does not exist: the tree has no entry point for environment {}; run `cargo xtask gen` (or pick one with --env)",
+                    entry.display(),
+                    self.env
+                );
+            }
+        }
         let bins = components::build_all(&sh, &root)?;
         if self.build_only {
             print_disk(&sh);
