@@ -65,8 +65,14 @@ pub fn run(
         },
     )
     .and_then(|_| state_of(sh, cluster, service).map(|s| s.message))?;
-    if !message.to_lowercase().contains("forbidden") {
-        bail!("the violation failed, but not for lack of rights: {message}");
+    // Denied for the tenant's identity: proof that Flux impersonated the service's account.
+    let tenant = format!(
+        "system:serviceaccount:{}:{}",
+        service.namespace,
+        service.service_account.as_deref().unwrap_or("default")
+    );
+    if !message.to_lowercase().contains("forbidden") || !message.contains(&tenant) {
+        bail!("the violation failed, but not as a refusal to {tenant}: {message}");
     }
     let leaked = checks::leaked(sh, cluster, PROVIDER_SERVICE, MARKER)?;
     if !leaked.is_empty() {
