@@ -269,3 +269,34 @@ fn print_disk(sh: &Shell) {
         eprintln!("e2e: disk used:\n{out}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_urls_are_rewritten_in_yaml_files_only() {
+        let dir = std::env::temp_dir().join(format!("e2e-rewrite-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("tenants")).unwrap();
+        let yaml = "spec:\n  url: https://example.invalid/repo\n";
+        std::fs::write(dir.join("tenants/sync.yaml"), yaml).unwrap();
+        std::fs::write(dir.join("notes.txt"), yaml).unwrap();
+        let urls = ["https://example.invalid/repo".to_string()];
+        rewrite_urls(&dir, &urls, "http://127.0.0.1:1/r.git").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tenants/sync.yaml")).unwrap(),
+            "spec:\n  url: http://127.0.0.1:1/r.git\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+            yaml
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_tree_without_git_repositories_is_refused() {
+        let err = rewrite_urls(Path::new("/nonexistent"), &[], "http://x").unwrap_err();
+        assert!(err.to_string().contains("has no GitRepository"), "{err}");
+    }
+}

@@ -539,6 +539,35 @@ mod tests {
     }
 
     #[test]
+    fn a_wrapper_pinning_another_version_names_the_fixing_command() {
+        let root = std::env::temp_dir().join(format!("e2e-wrapper-test-{}", std::process::id()));
+        let kwok = component("kwok");
+        std::fs::create_dir_all(wrapper_dir(&root, kwok)).unwrap();
+        std::fs::write(
+            wrapper_dir(&root, kwok).join("go.mod"),
+            "module x\n\nrequire sigs.k8s.io/kwok v0.7.0\n",
+        )
+        .unwrap();
+        let err = check_wrapper(&root, kwok).unwrap_err().to_string();
+        assert!(err.contains("cargo xtask e2e --update-modules"), "{err}");
+        std::fs::write(
+            wrapper_dir(&root, kwok).join("go.mod"),
+            format!("module x\n\nrequire sigs.k8s.io/kwok {}\n", kwok.version),
+        )
+        .unwrap();
+        check_wrapper(&root, kwok).unwrap();
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn the_committed_wrappers_pin_the_versions_of_the_table() {
+        let root = crate::project_root();
+        for component in COMPONENTS {
+            check_wrapper(&root, component).unwrap();
+        }
+    }
+
+    #[test]
     fn binaries_are_cached_by_component_and_version() {
         let bins = Binaries {
             dir: PathBuf::from("/c"),
