@@ -7,7 +7,11 @@ mod cluster;
 mod components;
 mod flux;
 mod git;
+mod gomod;
+mod network;
+mod pki;
 mod procs;
+mod rbac;
 mod tenancy;
 mod tree;
 
@@ -50,7 +54,7 @@ impl E2e {
         let sh = Shell::new()?;
         let root = crate::project_root();
         if self.update_modules {
-            return components::update_modules(&sh, &root);
+            return gomod::update_modules(&sh, &root);
         }
         let started = Instant::now();
         if !self.build_only {
@@ -164,9 +168,9 @@ impl E2e {
                 result: checks::admission_policies(sh, &cluster, &tree),
             },
         ];
-        let matrix = checks::rbac_matrix(sh, &cluster, &tree).and_then(|rows| {
+        let matrix = rbac::rbac_matrix(sh, &cluster, &tree).and_then(|rows| {
             println!("5. RBAC matrix (kubectl auth can-i --as=… --as-group=<team group>):");
-            print!("{}", checks::format_matrix(&rows));
+            print!("{}", rbac::format_matrix(&rows));
             let wrong = rows.iter().filter(|r| r.expected != r.allowed).count();
             if wrong > 0 {
                 bail!("{wrong} of {} answers differ from the design", rows.len());
@@ -183,7 +187,7 @@ impl E2e {
                 .map(|held| held.join("; ")),
         });
         let connectivity =
-            checks::connectivity(sh, &bins.path("netpolicy"), &tree, dir).map(|list| {
+            network::connectivity(sh, &bins.path("netpolicy"), &tree, dir).map(|list| {
                 println!("7. connectivity (netpol-analyzer over the rendered tree):");
                 for line in list.lines().filter(|l| !l.trim().is_empty()) {
                     println!("   {line}");
