@@ -1,0 +1,327 @@
+//! The control plane on 127.0.0.1: a CA and certificates from the `openssl` CLI, etcd,
+//! kube-apiserver (real TLS, RBAC, service-account keys), controller-manager, scheduler and kwok
+//! with one fake node, each waited for before the next starts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use super::components::{self, Binaries};
+use super::pki::{ADMIN, Identity, generate_ca, issue, write_identity};
+use super::procs::{Processes, free_port, wait_until};
+
+/// The name of the one kwok node every pod is scheduled to.
+pub const NODE: &str = "kwok-node-0";
+
+/// A running control plane and the files a client needs to reach it.
+pub struct Cluster {
+    pub dir: PathBuf,
+    /// Kubeconfig of the admin identity (client certificate in group `system:masters`).
+    pub admin: PathBuf,
+    pub server: String,
+}
+
+impl Cluster {
+    /// Starts everything in order and waits for each part; processes are owned by `procs`.
+    pub fn start(
+        sh: &Shell,
+        root: &Path,
+        bins: &Binaries,
+        dir: &Path,
+        procs: &mut Processes,
+    ) -> anyhow::Result<Self> {
+        let pki = dir.join("pki");
+        std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+        generate_ca(sh, &pki)?;
+        issue(
+            sh,
+            &pki,
+            "apiserver",
+            "kube-apiserver",
+            &[],
+            "subjectAltName = IP:127.0.0.1,DNS:localhost\nextendedKeyUsage = serverAuth",
+        )?;
+        // Service-account tokens are signed with this key by the apiserver (TokenRequest) and the
+        // controller-manager; the apiserver verifies them with its public half.
+        cmd!(
+            sh,
+            "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out {pki}/sa.key"
+        )
+        .quiet()
+        .ignore_stderr()
+        .run()?;
+        cmd!(
+            sh,
+            "openssl pkey -in {pki}/sa.key -pubout -out {pki}/sa.pub"
+        )
+        .quiet()
+        .run()?;
+
+        let etcd_port = free_port()?;
+        let peer_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        procs.spawn(
+            "etcd",
+            &bins.path("etcd"),
+            &strings(&[
+                "--name=e2e",
+                &format!("--data-dir={}", dir.join("etcd").display()),
+                &format!("--listen-client-urls={etcd_url}"),
+                &format!("--advertise-client-urls={etcd_url}"),
+                &format!("--listen-peer-urls={peer_url}"),
+                &format!("--initial-advertise-peer-urls={peer_url}"),
+                &format!("--initial-cluster=e2e={peer_url}"),
+                "--listen-metrics-urls=",
+                // A throwaway cluster: durability buys nothing, fsync costs seconds on a busy disk.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ]),
+            &[],
+        )?;
+        wait_until(
+            "etcd to accept connections",
+            Duration::from_secs(30),
+            || {
+                procs.check_alive()?;
+                Ok(std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_ok())
+            },
+        )?;
+
+        let port = free_port()?;
+        let server = format!("https://127.0.0.1:{port}");
+        let p = |name: &str| pki.join(name).display().to_string();
+        procs.spawn(
+            "kube-apiserver",
+            &bins.path("kube-apiserver"),
+            &strings(&[
+                &format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={port}"),
+                &format!("--cert-dir={}", dir.join("apiserver").display()),
+                &format!("--tls-cert-file={}", p("apiserver.crt")),
+                &format!("--tls-private-key-file={}", p("apiserver.key")),
+                &format!("--client-ca-file={}", p("ca.crt")),
+                &format!("--service-account-issuer={server}"),
+                &format!("--service-account-key-file={}", p("sa.pub")),
+                &format!("--service-account-signing-key-file={}", p("sa.key")),
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--authorization-mode=RBAC",
+                // The admission policies, not the apiserver, must be what refuses privileged pods.
+                "--allow-privileged=true",
+                "--profiling=false",
+            ]),
+            &[],
+        )?;
+        let admin = write_identity(sh, dir, &pki, &server, &ADMIN)?;
+        let ready = wait_until("kube-apiserver /readyz", Duration::from_secs(120), || {
+            procs.check_alive()?;
+            let ok = cmd!(
+                sh,
+                "kubectl --kubeconfig {admin} --request-timeout=5s get --raw /readyz"
+            )
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok_and(|body| body.trim() == "ok");
+            Ok(ok)
+        })?;
+        eprintln!("e2e: kube-apiserver ready at {server} ({ready:.1?})");
+
+        let kubeconfig = format!("--kubeconfig={}", admin.display());
+        let auth = [
+            format!("--authentication-kubeconfig={}", admin.display()),
+            format!("--authorization-kubeconfig={}", admin.display()),
+        ];
+        let mut kcm = strings(&[
+            &kubeconfig,
+            "--bind-address=127.0.0.1",
+            &format!("--secure-port={}", free_port()?),
+            "--leader-elect=false",
+            &format!("--service-account-private-key-file={}", p("sa.key")),
+            &format!("--root-ca-file={}", p("ca.crt")),
+            "--use-service-account-credentials=false",
+            "--cluster-cidr=10.244.0.0/16",
+            "--allocate-node-cidrs=false",
+        ]);
+        kcm.extend(auth.iter().cloned());
+        procs.spawn(
+            "kube-controller-manager",
+            &bins.path("kube-controller-manager"),
+            &kcm,
+            &[],
+        )?;
+        let mut scheduler = strings(&[
+            &kubeconfig,
+            "--bind-address=127.0.0.1",
+            &format!("--secure-port={}", free_port()?),
+            "--leader-elect=false",
+        ]);
+        scheduler.extend(auth.iter().cloned());
+        procs.spawn(
+            "kube-scheduler",
+            &bins.path("kube-scheduler"),
+            &scheduler,
+            &[],
+        )?;
+        // kwok plays "stages" on nodes and pods; the module ships the fast ones (node Ready with a
+        // lease heartbeat, pods Running and Ready at once) under kustomize/stage/fast.
+        let stages = components::module_dir(sh, root, "kwok")?
+            .join("kustomize")
+            .join("stage")
+            .join("fast");
+        let kwok_config = dir.join("kwok.yaml");
+        let stages = cmd!(sh, "kubectl kustomize {stages}").quiet().read()?;
+        std::fs::write(&kwok_config, stages)?;
+        procs.spawn(
+            "kwok",
+            &bins.path("kwok"),
+            &strings(&[
+                &kubeconfig,
+                &format!("--config={}", kwok_config.display()),
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--manage-nodes-with-label-selector=",
+                "--manage-single-node=",
+                "--cidr=10.244.0.0/24",
+                "--node-ip=10.244.0.1",
+                "--node-lease-duration-seconds=40",
+            ]),
+            &[],
+        )?;
+
+        let cluster = Cluster {
+            dir: dir.to_path_buf(),
+            admin,
+            server,
+        };
+        let node = node_manifest();
+        cluster.kubectl(sh, &["apply", "-f", "-"], Some(&node))?;
+        let took = wait_until(
+            "the kwok node Ready and the default ServiceAccount (controller-manager)",
+            Duration::from_secs(120),
+            || {
+                procs.check_alive()?;
+                let ready = cluster.kubectl_read(
+                    sh,
+                    &[
+                        "get",
+                        "node",
+                        NODE,
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                    ],
+                )?;
+                let sa = cluster.kubectl_read(
+                    sh,
+                    &[
+                        "get",
+                        "serviceaccount",
+                        "default",
+                        "-n",
+                        "default",
+                        "-o",
+                        "name",
+                    ],
+                );
+                Ok(ready.trim() == "True" && sa.is_ok())
+            },
+        )?;
+        eprintln!("e2e: controller-manager, scheduler and kwok node ready ({took:.1?})");
+        Ok(cluster)
+    }
+
+    /// Writes a kubeconfig for a client certificate with this subject (for the Flux controllers).
+    pub fn identity(
+        &self,
+        sh: &Shell,
+        file: &str,
+        common_name: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<PathBuf> {
+        let identity = Identity {
+            file,
+            common_name,
+            groups,
+        };
+        write_identity(
+            sh,
+            &self.dir,
+            &self.dir.join("pki"),
+            &self.server,
+            &identity,
+        )
+    }
+
+    /// `kubectl --kubeconfig admin ARGS` with optional stdin; fails with kubectl's stderr.
+    pub fn kubectl(&self, sh: &Shell, args: &[&str], stdin: Option<&str>) -> anyhow::Result<()> {
+        self.kubectl_output(sh, args, stdin).map(|_| ())
+    }
+
+    /// `kubectl` as admin, returning stdout.
+    pub fn kubectl_read(&self, sh: &Shell, args: &[&str]) -> anyhow::Result<String> {
+        self.kubectl_output(sh, args, None)
+    }
+
+    /// `kubectl` as admin, returning stdout or an error carrying stderr.
+    pub fn kubectl_output(
+        &self,
+        sh: &Shell,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let admin = &self.admin;
+        // Every call is bounded: a wedged apiserver fails the run instead of hanging it.
+        let mut command = cmd!(
+            sh,
+            "kubectl --kubeconfig {admin} --request-timeout=60s {args...}"
+        )
+        .quiet()
+        .ignore_status();
+        if let Some(input) = stdin {
+            command = command.stdin(input);
+        }
+        let output = command
+            .output()
+            .context("cannot run kubectl: put kubectl on PATH")?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The kwok node: kwok manages nodes with this annotation and reports them Ready; no taint, so
+/// the Deployments of the tree schedule onto it unchanged.
+fn node_manifest() -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": NODE,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+        },
+    })
+    .to_string()
+}

@@ -1,0 +1,304 @@
+//! Step 6, changes through git only: a commit that makes one service's manifests reach into the
+//! other service's namespace (and beyond its tenant's rights) must fail its Kustomization and leave
+//! nothing behind; its revert must recover; a replicas change must roll out with no human apply.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use xshell::Shell;
+
+use super::checks::{self, CLIENT_SERVICE, PROVIDER_SERVICE};
+use super::cluster::Cluster;
+use super::flux::{self, request_reconcile};
+use super::git::Repo;
+use super::procs::{Processes, wait_until};
+use super::tree::{FluxKustomization, Tree, str_at};
+
+const MARKER: &str = "e2e-tenancy-violation";
+
+/// Runs the three commits; returns one line per held property.
+pub fn run(
+    sh: &Shell,
+    cluster: &Cluster,
+    tree: &Tree,
+    repo: &Repo,
+    procs: &mut Processes,
+    timeout: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let mut held = Vec::new();
+    let (service, deployment) = service_deployment(tree, CLIENT_SERVICE)?;
+    let dir = repo.work.join(&service.path);
+
+    // 1. The violation: a ConfigMap for the other service's namespace and a ClusterRoleBinding
+    // (cluster-wide, so no targetNamespace can fold it back into the tenant's own namespace).
+    let violation = serde_json::json!([
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": MARKER, "namespace": PROVIDER_SERVICE}, "data": {"from": CLIENT_SERVICE}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": MARKER},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]},
+    ]);
+    let mut file = String::new();
+    for object in violation.as_array().expect("a literal array") {
+        file.push_str("---\n");
+        file.push_str(&serde_yaml_ng::to_string(object)?);
+    }
+    std::fs::write(dir.join(format!("{MARKER}.yaml")), file)?;
+    add_resource(&dir.join("kustomization.yaml"), &format!("{MARKER}.yaml"))?;
+    let commit = repo.commit(sh, "tenancy violation: reach into another namespace")?;
+    let started = Instant::now();
+    poke(sh, cluster, service)?;
+    let message = wait_until(
+        &format!(
+            "Kustomization {}/{} to fail on the violation",
+            service.namespace, service.name
+        ),
+        timeout,
+        || {
+            procs.check_alive()?;
+            poke(sh, cluster, service)?;
+            let state = state_of(sh, cluster, service)?;
+            Ok(state.ready == Some(false) && state.attempted.contains(&commit))
+        },
+    )
+    .and_then(|_| state_of(sh, cluster, service).map(|s| s.message))?;
+    // Denied for the tenant's identity: proof that Flux impersonated the service's account.
+    let tenant = format!(
+        "system:serviceaccount:{}:{}",
+        service.namespace,
+        service.service_account.as_deref().unwrap_or("default")
+    );
+    if !message.to_lowercase().contains("forbidden") || !message.contains(&tenant) {
+        bail!("the violation failed, but not as a refusal to {tenant}: {message}");
+    }
+    let leaked = checks::leaked(sh, cluster, PROVIDER_SERVICE, MARKER)?;
+    if !leaked.is_empty() {
+        bail!(
+            "the violation left {} in namespace {PROVIDER_SERVICE}",
+            leaked.join(", ")
+        );
+    }
+    let binding = &violation[1];
+    if checks::exists(sh, cluster, binding) {
+        bail!("the violation created ClusterRoleBinding {MARKER}");
+    }
+    held.push(format!(
+        "violation commit refused in {:.0?} as tenant {}: {}",
+        started.elapsed(),
+        service.service_account.as_deref().unwrap_or("?"),
+        first_line(&message)
+    ));
+
+    // 2. The revert recovers.
+    let revert = repo.revert_last(sh)?;
+    let started = Instant::now();
+    wait_ready_at(sh, cluster, service, procs, &revert, timeout)?;
+    held.push(format!("revert recovered in {:.0?}", started.elapsed()));
+
+    // 3. A replicas change rolls out through Flux.
+    let ns = str_at(deployment, "/metadata/namespace").to_string();
+    let name = str_at(deployment, "/metadata/name").to_string();
+    let before = deployment
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let after = before + 1;
+    set_replicas(&dir, &name, before, after)?;
+    let commit = repo.commit(sh, "scale through git")?;
+    let started = Instant::now();
+    wait_ready_at(sh, cluster, service, procs, &commit, timeout)?;
+    wait_until(
+        &format!("Deployment {ns}/{name} to have {after} available replicas"),
+        timeout,
+        || {
+            let live: Value = serde_json::from_str(
+                &cluster
+                    .kubectl_read(sh, &["get", "deployment", "-n", &ns, &name, "-o", "json"])?,
+            )?;
+            let spec = live.pointer("/spec/replicas").and_then(Value::as_i64);
+            let available = live
+                .pointer("/status/availableReplicas")
+                .and_then(Value::as_i64);
+            Ok(spec == Some(after) && available == Some(after))
+        },
+    )?;
+    held.push(format!(
+        "replicas {before} → {after} of {ns}/{name} rolled out through Flux in {:.0?}",
+        started.elapsed()
+    ));
+    Ok(held)
+}
+
+/// The Kustomization that applies `service`'s Deployment, and that Deployment.
+fn service_deployment<'a>(
+    tree: &'a Tree,
+    service: &str,
+) -> anyhow::Result<(&'a FluxKustomization, &'a Value)> {
+    let deployment = tree
+        .of_kind("Deployment")
+        .into_iter()
+        .find(|d| str_at(d, "/metadata/namespace") == service)
+        .with_context(|| format!("the tree has no Deployment in namespace {service}"))?;
+    let applier = tree
+        .applied_by("Deployment", service, str_at(deployment, "/metadata/name"))
+        .with_context(|| {
+            format!("no Kustomization of the tree applies the {service} Deployment")
+        })?;
+    Ok((applier, deployment))
+}
+
+/// Asks the service's GitRepository and Kustomization to look at the new commit now.
+fn poke(sh: &Shell, cluster: &Cluster, service: &FluxKustomization) -> anyhow::Result<()> {
+    request_reconcile(
+        sh,
+        cluster,
+        "gitrepository",
+        &service.namespace,
+        &service.name,
+    )?;
+    request_reconcile(
+        sh,
+        cluster,
+        "kustomization",
+        &service.namespace,
+        &service.name,
+    )
+}
+
+fn state_of(
+    sh: &Shell,
+    cluster: &Cluster,
+    service: &FluxKustomization,
+) -> anyhow::Result<flux::State> {
+    flux::states(sh, cluster)?
+        .into_iter()
+        .find(|s| s.namespace == service.namespace && s.name == service.name)
+        .with_context(|| {
+            format!(
+                "Kustomization {}/{} is gone",
+                service.namespace, service.name
+            )
+        })
+}
+
+fn wait_ready_at(
+    sh: &Shell,
+    cluster: &Cluster,
+    service: &FluxKustomization,
+    procs: &mut Processes,
+    commit: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut polls = 0u32;
+    wait_until(
+        &format!(
+            "Kustomization {}/{} Ready at {commit}",
+            service.namespace, service.name
+        ),
+        timeout,
+        || {
+            procs.check_alive()?;
+            // Ask again every ten seconds: a request that lands mid-reconcile is folded into it.
+            if polls.is_multiple_of(20) {
+                poke(sh, cluster, service)?;
+            }
+            polls += 1;
+            let state = state_of(sh, cluster, service)?;
+            if state.ready == Some(true) && state.applied.contains(commit) {
+                return Ok(true);
+            }
+            bail!("{}: {}", state.reason, state.message)
+        },
+    )
+    .map(|_| ())
+}
+
+/// Appends `file` to the `resources:` of a kustomization.yaml.
+fn add_resource(kustomization: &Path, file: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(kustomization)
+        .with_context(|| format!("reading {}", kustomization.display()))?;
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("parsing {}", kustomization.display()))?;
+    let resources = doc
+        .get_mut("resources")
+        .and_then(serde_yaml_ng::Value::as_sequence_mut)
+        .with_context(|| format!("{} has no resources list", kustomization.display()))?;
+    resources.push(serde_yaml_ng::Value::String(file.into()));
+    std::fs::write(kustomization, serde_yaml_ng::to_string(&doc)?)?;
+    Ok(())
+}
+
+/// Changes `replicas: before` to `after` in the file of the folder that holds Deployment `name`.
+fn set_replicas(dir: &Path, name: &str, before: i64, after: i64) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if !text.contains("kind: Deployment") || !text.contains(&format!("name: {name}")) {
+            continue;
+        }
+        let old = format!("  replicas: {before}\n");
+        if text.matches(&old).count() != 1 {
+            bail!(
+                "{} does not hold exactly one `replicas: {before}` line to change",
+                path.display()
+            );
+        }
+        std::fs::write(&path, text.replace(&old, &format!("  replicas: {after}\n")))?;
+        return Ok(());
+    }
+    bail!("no file in {} holds Deployment {name}", dir.display())
+}
+
+/// The first line of a condition message, at most 400 characters (cut on a char boundary).
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(400) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(500) + "\nsecond";
+        assert_eq!(first_line(&text).chars().count(), 400);
+        assert_eq!(first_line("short\nsecond"), "short");
+    }
+
+    #[test]
+    fn a_resource_is_appended_to_the_kustomization() {
+        let dir = std::env::temp_dir().join(format!("e2e-tenancy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kustomization.yaml");
+        std::fs::write(&file, "# header\nresources:\n- deployment.yaml\n").unwrap();
+        add_resource(&file, "extra.yaml").unwrap();
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(doc["resources"][1].as_str(), Some("extra.yaml"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn replicas_change_in_the_deployment_file_only() {
+        let dir = std::env::temp_dir().join(format!("e2e-replicas-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pdb.yaml"), "kind: PodDisruptionBudget\n").unwrap();
+        std::fs::write(
+            dir.join("deployment.yaml"),
+            "kind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n",
+        )
+        .unwrap();
+        set_replicas(&dir, "web", 2, 3).unwrap();
+        let text = std::fs::read_to_string(dir.join("deployment.yaml")).unwrap();
+        assert!(text.contains("  replicas: 3\n"), "{text}");
+        assert!(set_replicas(&dir, "web", 7, 8).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
