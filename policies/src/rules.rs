@@ -154,7 +154,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Rule>, Error> {
         for (i, variable) in rule.variables.iter().enumerate() {
             if !is_cel_identifier(&variable.name) {
                 return Err(invalid(format!(
-                    "variables[{i}] name `{}` is not a CEL identifier",
+                    "variables[{i}] name `{}` is not a CEL identifier (or is a reserved word)",
                     variable.name
                 )));
             }
@@ -180,12 +180,39 @@ pub(crate) fn is_kebab_case(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Words the CEL grammar reserves: the API server refuses them as variable names even where the
+/// Rust evaluator would accept them (found by the end-to-end run, with `namespace`).
+const CEL_RESERVED: &[&str] = &[
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "false",
+    "for",
+    "function",
+    "if",
+    "import",
+    "in",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "null",
+    "return",
+    "true",
+    "var",
+    "void",
+    "while",
+];
+
 fn is_cel_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !CEL_RESERVED.contains(&name)
 }
 
 #[cfg(test)]
@@ -238,5 +265,18 @@ rules:
         assert!(rule.applies_in(Some("production")));
         assert!(!rule.applies_in(Some("staging")));
         assert!(!rule.applies_in(None));
+    }
+
+    #[test]
+    fn a_variable_named_with_a_cel_reserved_word_is_rejected() {
+        let text = minimal("reserved", "apps", "Deployment").replace(
+            "    validations:",
+            "    variables: [{name: namespace, expression: \"object.metadata.name\"}]\n    validations:",
+        );
+        let err = parse(&text).expect_err("`namespace` is reserved in CEL");
+        assert_eq!(
+            err.to_string(),
+            "rule `reserved` is invalid: variables[0] name `namespace` is not a CEL identifier (or is a reserved word)"
+        );
     }
 }
