@@ -100,59 +100,46 @@ fn staging_version(version: &str) -> String {
 
 /// `module version` pairs of every require line (single or in a block).
 fn requirements(go_mod: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut in_block = false;
-    for line in go_mod.lines() {
-        let line = line.split("//").next().unwrap_or("").trim();
-        if line == "require (" {
-            in_block = true;
-            continue;
-        }
-        if in_block && line == ")" {
-            in_block = false;
-            continue;
-        }
-        let body = if in_block {
-            line
-        } else if let Some(rest) = line.strip_prefix("require ") {
-            rest.trim()
-        } else {
-            continue;
-        };
-        let mut words = body.split_whitespace();
-        if let (Some(m), Some(v)) = (words.next(), words.next()) {
-            out.push((m.to_string(), v.to_string()));
-        }
-    }
-    out
+    directive_bodies(go_mod, "require")
+        .filter_map(|body| {
+            let mut words = body.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect()
 }
 
 /// `(left, right)` of every replace directive (single or in a block), comments removed.
 fn replace_lines(go_mod: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    directive_bodies(go_mod, "replace")
+        .filter_map(|body| {
+            let (from, to) = body.split_once("=>")?;
+            Some((from.trim().to_string(), to.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The bodies of one go.mod directive, written `directive body` or in a `directive ( … )` block,
+/// comments removed.
+fn directive_bodies<'a>(go_mod: &'a str, directive: &str) -> impl Iterator<Item = &'a str> {
+    let opening = format!("{directive} (");
+    let single = format!("{directive} ");
     let mut in_block = false;
-    for line in go_mod.lines() {
+    go_mod.lines().filter_map(move |line| {
         let line = line.split("//").next().unwrap_or("").trim();
-        if line == "replace (" {
+        if line == opening {
             in_block = true;
-            continue;
+            return None;
         }
         if in_block && line == ")" {
             in_block = false;
-            continue;
+            return None;
         }
-        let body = if in_block {
-            line
-        } else if let Some(rest) = line.strip_prefix("replace ") {
-            rest.trim()
+        if in_block {
+            Some(line).filter(|l| !l.is_empty())
         } else {
-            continue;
-        };
-        if let Some((from, to)) = body.split_once("=>") {
-            out.push((from.trim().to_string(), to.trim().to_string()));
+            line.strip_prefix(&single).map(str::trim)
         }
-    }
-    out
+    })
 }
 
 #[cfg(test)]
