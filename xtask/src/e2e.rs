@@ -280,7 +280,8 @@ mod tests {
 
     #[test]
     fn git_urls_are_rewritten_in_yaml_files_only() {
-        let dir = std::env::temp_dir().join(format!("e2e-rewrite-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a scratch dir");
+        let dir = scratch.path().to_owned();
         std::fs::create_dir_all(dir.join("tenants")).unwrap();
         let yaml = "spec:\n  url: https://example.invalid/repo\n";
         std::fs::write(dir.join("tenants/sync.yaml"), yaml).unwrap();
@@ -295,7 +296,6 @@ mod tests {
             std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
             yaml
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

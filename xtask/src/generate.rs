@@ -207,12 +207,11 @@ mod tests {
         infra::render(&Spec::embedded().expect("the shipped spec is valid")).expect("renders")
     }
 
-    /// A fresh scratch directory, per test and process (removed at the end of the test).
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("target dir is writable");
-        dir
+    /// A fresh scratch directory, removed when the returned guard drops (also on failure).
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let guard = tempfile::tempdir().expect("a scratch dir");
+        let dir = guard.path().to_owned();
+        (guard, dir)
     }
 
     #[test]
@@ -228,19 +227,18 @@ mod tests {
 
     #[test]
     fn generating_twice_changes_nothing_the_second_time() {
-        let dir = scratch("gen-twice");
+        let (_scratch, dir) = scratch();
         let tree = default_tree();
         let first = generate(&dir, &tree, Mode::Write).expect("writes");
         assert!(!first.written.is_empty());
         let second = generate(&dir, &tree, Mode::Write).expect("writes");
         assert!(second.written.is_empty() && second.removed.is_empty());
         assert_eq!(second.unchanged, first.written.len());
-        std::fs::remove_dir_all(&dir).expect("scratch dir is removable");
     }
 
     #[test]
     fn check_mode_reports_stale_missing_and_stray_files_with_the_fix() {
-        let dir = scratch("gen-check");
+        let (_scratch, dir) = scratch();
         let tree = default_tree();
         generate(&dir, &tree, Mode::Write).expect("writes");
         let stale = "flux/apps/antaeus/production/service.yaml";
@@ -285,12 +283,11 @@ mod tests {
                 .problems
                 .is_empty()
         );
-        std::fs::remove_dir_all(&dir).expect("scratch dir is removable");
     }
 
     #[test]
     fn gen_deletes_a_service_it_no_longer_generates_and_its_empty_directories() {
-        let dir = scratch("gen-removed");
+        let (_scratch, dir) = scratch();
         generate(&dir, &default_tree(), Mode::Write).expect("writes");
         let old = dir.join("flux/apps/old-service/production");
         std::fs::create_dir_all(&old).expect("writable");
@@ -301,6 +298,5 @@ mod tests {
             ["flux/apps/old-service/production/deployment.yaml"]
         );
         assert!(!dir.join("flux/apps/old-service").exists());
-        std::fs::remove_dir_all(&dir).expect("scratch dir is removable");
     }
 }

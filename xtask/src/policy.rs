@@ -140,7 +140,10 @@ impl Checkov {
 
         // checkov's kubernetes framework reads plain manifests: kustomize directories are
         // rendered first, one file per source so failures point back at it.
-        let rendered = tempfile_dir("checkov")?;
+        let rendered = tempfile::Builder::new()
+            .prefix("xtask-checkov-")
+            .tempdir()
+            .context("cannot create a scratch folder for checkov")?;
         let mut sources = Vec::new();
         for (i, group) in objects.chunk_by(|a, b| a.file == b.file).enumerate() {
             let name = format!("{i:04}.yaml");
@@ -148,12 +151,12 @@ impl Checkov {
                 .iter()
                 .map(|o| serde_json::to_string(&o.object))
                 .collect::<Result<_, _>>()?;
-            std::fs::write(rendered.path.join(&name), documents.join("\n---\n"))?;
+            std::fs::write(rendered.path().join(&name), documents.join("\n---\n"))?;
             sources.push((name, group[0].file.display().to_string()));
         }
 
         let sh = xshell::Shell::new()?;
-        let dir = &rendered.path;
+        let dir = rendered.path();
         let output = xshell::cmd!(
             sh,
             "{checkov} -d {dir} --framework kubernetes --skip-download --compact --quiet -o json"
@@ -293,38 +296,13 @@ fn ensure_checkov() -> anyhow::Result<PathBuf> {
     Ok(checkov)
 }
 
-/// A temporary directory removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-fn tempfile_dir(purpose: &str) -> anyhow::Result<TempDir> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path =
-        std::env::temp_dir().join(format!("xtask-policy-{purpose}-{}-{n}", std::process::id()));
-    if path.exists() {
-        std::fs::remove_dir_all(&path)?;
-    }
-    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(TempDir { path })
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Best effort: a leftover temp directory is harmless and must not mask the real error.
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A kustomize directory holding one compliant service, the way `gen` lays out an app.
-    fn compliant_tree() -> TempDir {
-        let dir = tempfile_dir("test").expect("temp dir");
+    fn compliant_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
         let objects = policies::bench::synthetic_objects(1);
         let mut resources = Vec::new();
         for object in &objects {
@@ -335,7 +313,7 @@ mod tests {
                 .to_string_lossy()
                 .into_owned();
             let json = serde_json::to_string_pretty(&object.object).expect("serialisable");
-            std::fs::write(dir.path.join(&name), json).expect("write manifest");
+            std::fs::write(dir.path().join(&name), json).expect("write manifest");
             resources.push(name);
         }
         let kustomization = serde_json::json!({
@@ -344,24 +322,24 @@ mod tests {
             "resources": resources,
         });
         std::fs::write(
-            dir.path.join("kustomization.yaml"),
+            dir.path().join("kustomization.yaml"),
             kustomization.to_string(),
         )
         .expect("write kustomization");
         dir
     }
 
-    fn edit(dir: &TempDir, file: &str, change: impl FnOnce(&mut serde_json::Value)) {
-        let path = dir.path.join(file);
+    fn edit(dir: &tempfile::TempDir, file: &str, change: impl FnOnce(&mut serde_json::Value)) {
+        let path = dir.path().join(file);
         let mut object: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
         change(&mut object);
         std::fs::write(&path, object.to_string()).expect("write");
     }
 
-    fn check(dir: &TempDir) -> Check {
+    fn check(dir: &tempfile::TempDir) -> Check {
         Check {
-            paths: vec![dir.path.clone()],
+            paths: vec![dir.path().to_owned()],
             format: Format::Text,
             environment: Some("production".into()),
             exemptions: None,
@@ -420,7 +398,7 @@ mod tests {
         edit(&dir, "deployment.yaml", |d| {
             d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = false.into();
         });
-        let exemptions = dir.path.join("exemptions.yml");
+        let exemptions = dir.path().join("exemptions.yml");
         std::fs::write(
             &exemptions,
             "- {rule: run-as-non-root, kind: Deployment, namespace: svc-0000, name: svc-0000, reason: stock image runs as root}\n",

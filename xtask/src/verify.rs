@@ -157,10 +157,10 @@ mod tests {
 
     #[test]
     fn a_directory_without_a_kustomization_fails_to_build_and_names_the_directory() {
-        let dir = std::env::temp_dir().join(format!("xtask-verify-empty-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a scratch dir");
+        let dir = scratch.path().to_owned();
         std::fs::create_dir_all(dir.join("empty")).expect("temp dir is writable");
         let problem = kustomize(&dir, "empty").expect("no kustomization.yaml: the build fails");
-        std::fs::remove_dir_all(&dir).expect("scratch dir is removable");
         assert!(
             problem.starts_with("empty: `kubectl kustomize empty` fails: "),
             "{problem}"
@@ -250,10 +250,8 @@ mod tests {
             environment: Some("production".into()),
         };
         for (file, rule, mistake) in mistakes {
-            let root = std::env::temp_dir().join(format!(
-                "xtask-verify-mistake-{rule}-{}",
-                std::process::id()
-            ));
+            let scratch = tempfile::tempdir().expect("a scratch dir");
+            let root = scratch.path().to_owned();
             generate(&root, &tree, Mode::Write).expect("writes a copy of the tree");
             let dir = if file == "deployment.yaml" {
                 app
@@ -266,7 +264,6 @@ mod tests {
             let report = bundle
                 .check(&context, &objects, &spec.policy_exemptions())
                 .expect("valid exemptions");
-            std::fs::remove_dir_all(&root).expect("scratch dir is removable");
             let names: Vec<&str> = report.violations.iter().map(|v| v.rule.as_str()).collect();
             assert!(names.contains(&rule), "{rule} not reported: {report}");
             assert!(report.has_errors(), "{report}");

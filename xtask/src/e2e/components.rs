@@ -345,7 +345,8 @@ mod tests {
 
     #[test]
     fn a_wrapper_pinning_another_version_names_the_fixing_command() {
-        let root = std::env::temp_dir().join(format!("e2e-wrapper-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a scratch dir");
+        let root = scratch.path().to_owned();
         let kwok = component("kwok");
         std::fs::create_dir_all(wrapper_dir(&root, kwok)).unwrap();
         std::fs::write(
@@ -361,7 +362,6 @@ mod tests {
         )
         .unwrap();
         check_wrapper(&root, kwok).unwrap();
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

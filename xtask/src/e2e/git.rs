@@ -303,7 +303,8 @@ mod tests {
     #[test]
     fn a_clone_over_http_sees_the_pushed_commit_and_the_next_one() {
         let sh = Shell::new().unwrap();
-        let dir = std::env::temp_dir().join(format!("e2e-git-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a scratch dir");
+        let dir = scratch.path().to_owned();
         let source = dir.join("source");
         std::fs::create_dir_all(source.join("flux")).unwrap();
         std::fs::write(source.join("flux/a.yaml"), "a: 1\n").unwrap();
@@ -330,7 +331,6 @@ mod tests {
             .unwrap();
         assert!(remote.starts_with(&head), "{remote} vs {head}");
         drop(server);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

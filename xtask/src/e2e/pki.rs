@@ -142,7 +142,8 @@ mod tests {
     #[test]
     fn issued_certificates_carry_groups_as_organisations() {
         let sh = Shell::new().unwrap();
-        let pki = std::env::temp_dir().join(format!("e2e-pki-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a scratch dir");
+        let pki = scratch.path().to_owned();
         std::fs::create_dir_all(&pki).unwrap();
         generate_ca(&sh, &pki).unwrap();
         issue(
@@ -165,6 +166,5 @@ mod tests {
             .read()
             .unwrap();
         assert!(verified.ends_with("OK"), "{verified}");
-        std::fs::remove_dir_all(pki).unwrap();
     }
 }

@@ -274,7 +274,8 @@ mod tests {
 
     #[test]
     fn a_resource_is_appended_to_the_kustomization() {
-        let dir = std::env::temp_dir().join(format!("e2e-tenancy-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a scratch dir");
+        let dir = scratch.path().to_owned();
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("kustomization.yaml");
         std::fs::write(&file, "# header\nresources:\n- deployment.yaml\n").unwrap();
@@ -282,12 +283,12 @@ mod tests {
         let doc: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         assert_eq!(doc["resources"][1].as_str(), Some("extra.yaml"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn replicas_change_in_the_deployment_file_only() {
-        let dir = std::env::temp_dir().join(format!("e2e-replicas-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a scratch dir");
+        let dir = scratch.path().to_owned();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pdb.yaml"), "kind: PodDisruptionBudget\n").unwrap();
         std::fs::write(
@@ -299,6 +300,5 @@ mod tests {
         let text = std::fs::read_to_string(dir.join("deployment.yaml")).unwrap();
         assert!(text.contains("  replicas: 3\n"), "{text}");
         assert!(set_replicas(&dir, "web", 7, 8).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
