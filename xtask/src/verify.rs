@@ -1,5 +1,6 @@
 //! `cargo xtask verify`: the committed tree is current, every directory Flux points at builds with
-//! `kubectl kustomize`, and the cross-object checks pass; every problem is listed, not the first.
+//! `kubectl kustomize`, and the cross-object checks and the policy bundle pass; every problem is
+//! listed, not the first.
 
 use std::path::{Path, PathBuf};
 
