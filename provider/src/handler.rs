@@ -135,16 +135,17 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();
+    // Both are reference-counted (or inline for standard methods): no copy of the path.
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let uri = req.uri().clone();
     let has_key = req.headers().contains_key("idempotency-key");
     let (route, reply) = route(app, req).await;
 
     let elapsed = started.elapsed();
     app.metrics.request(route, reply.status.as_u16(), elapsed);
     tracing::info!(
-        method = %method,
-        path = %path,
+        method = method.as_str(),
+        path = uri.path(),
         status = reply.status.as_u16(),
         outcome = reply.outcome,
         customer_id = reply.customer_id,

@@ -7,6 +7,7 @@
 //! per-event map of `serde_json::Value`s, and [`BufferedStdout`] batches the lines into few
 //! writes instead of one `write(2)` per line.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::io::{self, BufWriter, Stdout, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +15,6 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -33,12 +33,10 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
-        write!(
-            writer,
-            "\",\"level\":\"{}\",\"target\":",
-            event.metadata().level()
-        )?;
+        write_timestamp(&mut writer, std::time::SystemTime::now())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(event.metadata().level().as_str())?;
+        writer.write_str("\",\"target\":")?;
         write_json_str(&mut writer, event.metadata().target())?;
         let mut fields = Fields {
             writer: &mut writer,
@@ -48,6 +46,59 @@ where
         fields.result?;
         writer.write_str("}\n")
     }
+}
+
+thread_local! {
+    /// The last second this thread stamped, and its `YYYY-MM-DDTHH:MM:SS` text: lines of the same
+    /// second share it (formatting the date for every line was the formatter's largest cost).
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// Writes `time` as RFC 3339 UTC with microseconds, `2024-06-01T12:34:56.123456Z`, as
+/// `tracing-subscriber`'s `SystemTime` timer does.
+fn write_timestamp(writer: &mut impl fmt::Write, time: std::time::SystemTime) -> fmt::Result {
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+        let of_day = secs % 86_400;
+        let mut line = String::with_capacity(19);
+        write!(
+            line,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60
+        )?;
+        text.copy_from_slice(&line.as_bytes()[..19]);
+        SECOND.set((secs, text));
+    }
+    let mut micros = since_epoch.subsec_micros();
+    let mut fraction = *b".000000Z";
+    for digit in fraction[1..7].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)?;
+    writer.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01: Howard
+/// Hinnant's `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 struct Fields<'a, 'w> {
@@ -117,24 +168,26 @@ struct Escaped<'a, W: fmt::Write>(&'a mut W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Every character to escape is ASCII, and no byte of a multi-byte UTF-8 character is,
+        // so scanning bytes finds them and slicing there stays on character boundaries.
         let mut plain = 0;
-        for (i, c) in text.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if (c as u32) < 0x20 => "",
+        for (i, &b) in text.as_bytes().iter().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..0x20 => "",
                 _ => continue,
             };
             self.0.write_str(&text[plain..i])?;
             if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", c as u32)?;
+                write!(self.0, "\\u{b:04x}")?;
             } else {
                 self.0.write_str(escape)?;
             }
-            plain = i + c.len_utf8();
+            plain = i + 1;
         }
         self.0.write_str(&text[plain..])
     }
@@ -263,6 +316,35 @@ mod tests {
         assert_eq!(logged[0]["error"], nasty);
         assert_eq!(logged[0]["shown"], nasty);
         assert_eq!(logged[0]["message"], nasty);
+    }
+
+    #[test]
+    fn timestamps_match_tracing_subscribers_own_format() {
+        use tracing_subscriber::fmt::format::Writer;
+        use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+        // Ours for a known instant, twice (fresh and from the cached second), then a leap day.
+        let instant = std::time::UNIX_EPOCH + Duration::new(1_717_245_296, 123_456_789);
+        for _ in 0..2 {
+            let mut ours = String::new();
+            write_timestamp(&mut ours, instant).unwrap();
+            assert_eq!(ours, "2024-06-01T12:34:56.123456Z");
+        }
+        let mut leap = String::new();
+        write_timestamp(
+            &mut leap,
+            std::time::UNIX_EPOCH + Duration::from_secs(951_868_799),
+        )
+        .unwrap();
+        assert_eq!(leap, "2000-02-29T23:59:59.000000Z");
+        // And the same shape as the stock timer for now, to the second.
+        let mut stock = String::new();
+        SystemTime
+            .format_time(&mut Writer::new(&mut stock))
+            .unwrap();
+        let mut ours = String::new();
+        write_timestamp(&mut ours, std::time::SystemTime::now()).unwrap();
+        assert_eq!(ours.len(), stock.len(), "{ours} vs {stock}");
+        assert_eq!(ours[..4], stock[..4], "{ours} vs {stock}");
     }
 
     #[test]
