@@ -355,39 +355,73 @@ mod tests {
         check(&dir).run().expect("no errors, exit zero");
     }
 
+    /// Rewrites one file of a tree copy through `change`, one JSON document per object.
+    fn edit_documents(path: &Path, change: impl Fn(&mut serde_json::Value)) {
+        let documents: Vec<String> = policies::load_manifests(path)
+            .expect("generated files load")
+            .into_iter()
+            .map(|mut sourced| {
+                change(&mut sourced.object);
+                sourced.object.to_string()
+            })
+            .collect();
+        std::fs::write(path, documents.join("\n---\n")).expect("tree copy is writable");
+    }
+
     #[test]
-    fn each_classic_mistake_in_a_copy_of_the_tree_fails_the_check_naming_its_rule() {
+    fn each_classic_mistake_in_a_copy_of_the_generated_tree_fails_the_check_naming_its_rule() {
         type Mistake = (&'static str, &'static str, fn(&mut serde_json::Value));
+        let app = "flux/apps/payment-provider/production";
+        let tenant = "flux/tenants/production/payment-provider";
         let mistakes: [Mistake; 4] = [
             ("deployment.yaml", "probes-required", |d| {
                 let container = &mut d["spec"]["template"]["spec"]["containers"][0];
                 container
                     .as_object_mut()
-                    .expect("container")
-                    .remove("livenessProbe");
+                    .expect("a container is an object")
+                    .remove("readinessProbe");
             }),
             ("deployment.yaml", "image-tag-pinned", |d| {
                 d["spec"]["template"]["spec"]["containers"][0]["image"] =
-                    "registry.example.com/billing/svc:latest".into();
+                    "ghcr.io/billing-platform/payment-provider:latest".into();
             }),
             ("deployment.yaml", "no-privileged", |d| {
                 d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
                     true.into();
             }),
-            ("role.yaml", "rbac-no-wildcards", |r| {
-                r["rules"][0]["resources"] = serde_json::json!(["*"]);
+            ("developer-rbac.yaml", "rbac-no-wildcards", |o| {
+                if o["kind"] == "Role" {
+                    o["rules"][0]["verbs"] = serde_json::json!(["*"]);
+                }
             }),
         ];
+        let tree = infra::render(&infra::Spec::embedded().expect("valid")).expect("renders");
         for (file, rule, mistake) in mistakes {
-            let dir = compliant_tree();
-            edit(&dir, file, mistake);
-            let report = check(&dir).report().expect("loads and checks");
+            let scratch = tempfile::tempdir().expect("a scratch dir");
+            let root = scratch.path();
+            crate::generate::generate(root, &tree, crate::generate::Mode::Write)
+                .expect("writes a copy of the tree");
+            let dir = root.join(if file == "deployment.yaml" {
+                app
+            } else {
+                tenant
+            });
+            let check = || Check {
+                paths: vec![dir.clone()],
+                format: Format::Text,
+                environment: Some("production".into()),
+                exemptions: None,
+            };
+            // Untouched, the service's directory passes: the mistake is what fails it.
+            assert!(!check().report().expect("checks").has_errors());
+            edit_documents(&dir.join(file), mistake);
+            // The directory has a kustomization.yaml: it goes through `kubectl kustomize`.
+            let report = check().report().expect("loads and checks");
             assert!(
                 report.violations_of(rule).next().is_some(),
                 "{rule} not reported: {report}"
             );
-            assert!(report.violations[0].file.ends_with("kustomization.yaml"));
-            let err = check(&dir).run().expect_err("an error-severity violation");
+            let err = check().run().expect_err("an error-severity violation");
             assert!(err.to_string().contains("policy violations"), "{err}");
         }
     }
