@@ -42,12 +42,13 @@ pub const DEVELOPER_ROLE: &str = "developer";
 /// Renders the whole tree for `spec`: every environment, plus `.github/CODEOWNERS`.
 pub fn render(spec: &Spec) -> Result<Tree, Error> {
     let mut tree = Tree::new();
-    // Compiled once: every environment gets the same rules (less those limited to others).
+    // Compiled once per process (shared with validation and checks); every environment gets the
+    // same rules, less those limited to other environments.
     let bundle = policies::Bundle::builtin().map_err(Error::Policy)?;
     let exemptions = spec.policy_exemptions();
     for env in &spec.environments {
         render_environment(spec, &env.name, &mut tree)?;
-        admission_policies(spec, &env.name, &bundle, &exemptions, &mut tree)?;
+        admission_policies(spec, &env.name, bundle, &exemptions, &mut tree)?;
     }
     tree.add_text(".github/CODEOWNERS", codeowners(spec))?;
     Ok(tree)

@@ -603,9 +603,7 @@ fn validate_service(
                 not_dns("rule name", &exemption.rule),
             );
         }
-        if is_dns_label(&exemption.rule)
-            && known_rules().is_some_and(|known| !known.contains(&exemption.rule))
-        {
+        if is_dns_label(&exemption.rule) && is_known_rule(&exemption.rule) == Some(false) {
             sink.push(
                 &[Key("policy_exemptions"), Index(i), Key("rule")],
                 format!(
@@ -744,16 +742,11 @@ fn check_service_url(
     }
 }
 
-/// The names of the policy bundle's rules, read once: exemptions must name one of them.
-/// `None` when the bundle itself is broken: rendering then reports that error with its cause.
-fn known_rules() -> Option<&'static BTreeSet<String>> {
-    static RULES: std::sync::OnceLock<Option<BTreeSet<String>>> = std::sync::OnceLock::new();
-    RULES
-        .get_or_init(|| {
-            let bundle = policies::Bundle::builtin().ok()?;
-            Some(bundle.rules().iter().map(|r| r.name.clone()).collect())
-        })
-        .as_ref()
+/// Whether the policy bundle has a rule of this name; `None` when the bundle itself is broken:
+/// rendering then reports that error with its cause.
+fn is_known_rule(name: &str) -> Option<bool> {
+    let bundle = policies::Bundle::builtin().ok()?;
+    Some(bundle.rule(name).is_some())
 }
 
 #[cfg(test)]

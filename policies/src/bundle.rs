@@ -89,9 +89,16 @@ impl<'a> Meta<'a> {
 }
 
 impl Bundle {
-    /// The platform's rules (`policies/rules.yaml`, embedded at build time), compiled.
-    pub fn builtin() -> Result<Bundle, Error> {
-        Bundle::from_yaml(BUILTIN_RULES)
+    /// The platform's rules (`policies/rules.yaml`, embedded at build time), compiled once per
+    /// process: spec validation, rendering and checking all share the same compiled bundle.
+    pub fn builtin() -> Result<&'static Bundle, Error> {
+        static BUILTIN: std::sync::OnceLock<Bundle> = std::sync::OnceLock::new();
+        if let Some(bundle) = BUILTIN.get() {
+            return Ok(bundle);
+        }
+        // Two threads may compile it at once; one result is kept, both are the same rules.
+        let bundle = Bundle::from_yaml(BUILTIN_RULES)?;
+        Ok(BUILTIN.get_or_init(|| bundle))
     }
 
     /// Rules from YAML text in the format of `policies/rules.yaml`, compiled.

@@ -81,7 +81,7 @@ pub(crate) fn policy_reports(spec: &Spec, tree: &Tree) -> anyhow::Result<Vec<Rep
             .environments
             .iter()
             .map(|env| {
-                let (bundle, exemptions) = (&bundle, &exemptions);
+                let exemptions = &exemptions;
                 scope.spawn(move || {
                     let objects: Vec<SourcedObject> = tree
                         .entries()
