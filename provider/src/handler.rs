@@ -3,44 +3,57 @@
 use crate::charge;
 use crate::config::Config;
 use crate::idempotency::{IdempotencyStore, Lookup, MAX_KEY_LEN};
+use crate::log::{ACCESS_TARGET, Access, LogBuffer};
 use crate::metrics::{self, Metrics};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::future::{Future, poll_fn};
 use std::hash::BuildHasher;
+use std::pin::pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Largest request body read; a larger one is answered 413 as soon as the limit is crossed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Looked up by name rather than by `&str`, which would be parsed into a name on every request.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
 /// The state every request shares.
 pub struct App {
     success_rate: f64,
     body_timeout: Duration,
-    rng: Mutex<StdRng>,
+    /// `PROVIDER_SEED`'s generator, one sequence for the whole process so a seeded run repeats;
+    /// unseeded, each thread draws from its own OS-seeded generator (`rand::rng()`), so no lock
+    /// and no cache line is shared between workers on the way.
+    seeded: Option<Mutex<StdRng>>,
     keys: Mutex<IdempotencyStore>,
     /// Body fingerprints for idempotency; randomly keyed so clients cannot craft collisions.
     hasher: std::collections::hash_map::RandomState,
     shutting_down: AtomicBool,
     metrics: Metrics,
+    /// Where each request's access line goes; `None` when `PROVIDER_LOG` leaves them out.
+    access_log: Option<LogBuffer>,
 }
 
 impl App {
-    pub fn new(config: &Config) -> App {
-        let rng = match config.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_os_rng(),
-        };
+    /// The shared state; `access_log` receives one JSON line per request if `config.log` lets
+    /// INFO lines of [`ACCESS_TARGET`] through.
+    pub fn new(config: &Config, access_log: Option<LogBuffer>) -> App {
         App {
             success_rate: config.success_rate,
             body_timeout: config.body_timeout,
-            rng: Mutex::new(rng),
+            seeded: config
+                .seed
+                .map(|seed| Mutex::new(StdRng::seed_from_u64(seed))),
             keys: Mutex::new(IdempotencyStore::new(
                 config.idempotency_keys,
                 config.idempotency_ttl,
@@ -48,6 +61,11 @@ impl App {
             hasher: Default::default(),
             shutting_down: AtomicBool::new(false),
             metrics: Metrics::default(),
+            access_log: access_log.filter(|_| {
+                config
+                    .log
+                    .would_enable(ACCESS_TARGET, &tracing::Level::INFO)
+            }),
         }
     }
 
@@ -57,9 +75,14 @@ impl App {
     }
 
     fn draw(&self) -> bool {
-        // A poisoned lock only means another request panicked mid-draw; the RNG is still usable.
-        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        rng.random_bool(self.success_rate)
+        match &self.seeded {
+            // A poisoned lock only means another request panicked mid-draw; the RNG is usable.
+            Some(rng) => rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .random_bool(self.success_rate),
+            None => rand::rng().random_bool(self.success_rate),
+        }
     }
 }
 
@@ -135,25 +158,25 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();
-    // Both are reference-counted (or inline for standard methods): no copy of the path.
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let has_key = req.headers().contains_key("idempotency-key");
-    let (route, reply) = route(app, req).await;
+    // The head stays here for the access line; only the body goes to the route.
+    let (head, body) = req.into_parts();
+    let (route, reply) = route(app, &head, body).await;
 
     let elapsed = started.elapsed();
     app.metrics.request(route, reply.status.as_u16(), elapsed);
-    tracing::info!(
-        method = method.as_str(),
-        path = uri.path(),
-        status = reply.status.as_u16(),
-        outcome = reply.outcome,
-        customer_id = reply.customer_id,
-        idempotency_key = has_key,
-        error = reply.error.as_deref(),
-        latency_us = elapsed.as_micros() as u64,
-        "request"
-    );
+    if let Some(out) = &app.access_log {
+        Access {
+            method: head.method.as_str(),
+            path: head.uri.path(),
+            status: reply.status.as_u16(),
+            outcome: reply.outcome,
+            customer_id: reply.customer_id,
+            idempotency_key: head.headers.contains_key(IDEMPOTENCY_KEY),
+            error: reply.error.as_deref(),
+            latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        }
+        .log(out);
+    }
 
     let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = reply.status;
@@ -171,14 +194,14 @@ where
     response
 }
 
-async fn route<B>(app: &App, req: Request<B>) -> (&'static str, Reply)
+async fn route<B>(app: &App, head: &Parts, body: B) -> (&'static str, Reply)
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let method = req.method();
-    match (method, req.uri().path()) {
-        (&Method::POST, "/" | "/v1/charges") => ("charge", charge(app, req).await),
+    let method = &head.method;
+    match (method, head.uri.path()) {
+        (&Method::POST, "/" | "/v1/charges") => ("charge", charge(app, head, body).await),
         (_, "/" | "/v1/charges") => ("charge", Reply::method_not_allowed(method, "POST")),
         (&Method::GET, "/healthz") => (
             "healthz",
@@ -216,12 +239,12 @@ where
     }
 }
 
-async fn charge<B>(app: &App, req: Request<B>) -> Reply
+async fn charge<B>(app: &App, head: &Parts, body: B) -> Reply
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    if let Some(content_type) = req.headers().get(header::CONTENT_TYPE)
+    if let Some(content_type) = head.headers.get(header::CONTENT_TYPE)
         && !is_json(content_type)
     {
         let message = format!("content type {content_type:?} is not JSON: send application/json");
@@ -234,7 +257,7 @@ where
             )
         };
     }
-    let key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+    let key = match head.headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
         None => None,
         Some(Ok(key)) if !key.is_empty() && key.len() <= MAX_KEY_LEN => Some(key.to_owned()),
         Some(_) => {
@@ -246,20 +269,23 @@ where
             };
         }
     };
-    let declared_len = req
-        .headers()
+    let declared_len = head
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared_len.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return too_large();
     }
 
-    let body = match tokio::time::timeout(
-        app.body_timeout,
-        Limited::new(req.into_body(), MAX_BODY_BYTES).collect(),
-    )
-    .await
-    {
+    // A small body nearly always arrives with its head: take it without starting a timer (one
+    // fewer timer-wheel insert and removal per charge), and start the body timeout only for a
+    // client that is still sending.
+    let mut collect = pin!(Limited::new(body, MAX_BODY_BYTES).collect());
+    let collected = match poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
+        Poll::Ready(collected) => Ok(collected),
+        Poll::Pending => tokio::time::timeout(app.body_timeout, collect).await,
+    };
+    let body = match collected {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(),
         Ok(Err(e)) => {
@@ -328,19 +354,24 @@ fn is_json(content_type: &HeaderValue) -> bool {
     let Ok(text) = content_type.to_str() else {
         return false;
     };
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    // Media types are case-insensitive; compared in place, as this runs on every charge.
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype
+                .len()
+                .checked_sub(5)
+                .and_then(|plus| subtype.get(plus..))
+                .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::tests::Captured;
     use hyper::body::Frame;
     use std::collections::HashMap;
     use std::pin::Pin;
@@ -354,7 +385,10 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        App::new(&Config::from_lookup(|name| map.get(name).cloned()).expect("test config is valid"))
+        App::new(
+            &Config::from_lookup(|name| map.get(name).cloned()).expect("test config is valid"),
+            None,
+        )
     }
 
     fn post(path: &str, body: &str) -> Request<Full<Bytes>> {
@@ -435,6 +469,22 @@ mod tests {
             successes += usize::from(app.draw());
         }
         assert!((8_820..=9_180).contains(&successes), "{successes}");
+    }
+
+    /// As above, without a seed: each thread's own OS-seeded generator.
+    #[test]
+    fn the_success_rate_holds_statistically_without_a_seed() {
+        let app = app(&[]);
+        let successes = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| (0..2_500).filter(|_| app.draw()).count()))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .sum::<usize>()
+        });
+        assert!((4_700..=5_300).contains(&successes), "{successes}");
     }
 
     #[tokio::test]
@@ -549,6 +599,27 @@ mod tests {
         assert_eq!(call(&app, req).await.0, StatusCode::OK);
     }
 
+    #[test]
+    fn json_media_types_are_recognised_in_any_case_with_parameters() {
+        for (content_type, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=UTF-8", true),
+            ("application/problem+json", true),
+            ("application/merge-patch+JSON ;q=1", true),
+            ("application/jsonx", false),
+            ("application/json-seq", false),
+            ("text/json", false),
+            ("json", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                is_json(&HeaderValue::from_static(content_type)),
+                json,
+                "{content_type:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_body_over_the_limit_gets_413_before_it_is_read_whole() {
         let app = app(&[]);
@@ -609,6 +680,49 @@ mod tests {
             body["error"].as_str().unwrap().contains("/charge"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn every_answer_gets_one_access_line_unless_the_log_level_leaves_it_out() {
+        let config = |log: &str| {
+            Config::from_lookup(|name| (name == "PROVIDER_LOG").then(|| log.to_owned())).unwrap()
+        };
+        let captured = Captured::default();
+        let out = LogBuffer::new(Box::new(captured.clone()));
+        let app = App::new(&config("warn,provider::access=info"), Some(out.clone()));
+        call(&app, with_key(ANTAEUS, "invoice-9")).await;
+        call(&app, post("/v1/charges?x=y", "{")).await;
+        call(&app, post("/nowhere", "")).await;
+        out.flush();
+        let lines = captured.json_lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0]["target"], "provider::access");
+        assert_eq!(lines[0]["method"], "POST");
+        assert_eq!(lines[0]["path"], "/v1/charges");
+        assert_eq!(lines[0]["status"], 200);
+        assert_eq!(lines[0]["customer_id"], 42);
+        assert_eq!(lines[0]["idempotency_key"], true);
+        assert!(lines[0]["latency_us"].is_u64(), "{}", lines[0]);
+        assert_eq!(lines[1]["status"], 400);
+        assert_eq!(lines[1]["outcome"], "bad_request");
+        assert_eq!(lines[1]["idempotency_key"], false);
+        assert!(
+            lines[1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("EOF while parsing"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines[2]["path"], "/nowhere");
+        assert_eq!(lines[2]["status"], 404);
+
+        let quiet = Captured::default();
+        let out = LogBuffer::new(Box::new(quiet.clone()));
+        let app = App::new(&config("warn"), Some(out.clone()));
+        call(&app, post("/", ANTAEUS)).await;
+        out.flush();
+        assert!(quiet.json_lines().is_empty());
     }
 
     #[tokio::test]

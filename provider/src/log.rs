@@ -1,17 +1,20 @@
-//! One JSON object per log line, written straight into the output buffer.
+//! One JSON object per log line, written straight into a shared output buffer.
 //!
-//! With `tracing-subscriber`'s stock JSON formatter writing one line per request straight to
-//! stdout, the provider served about a third fewer requests than with logging off
-//! (`cargo xtask bench provider`, 2 cores). This formatter writes the same shape (`timestamp`,
-//! `level`, `target`, `message`, then the event's fields, flattened) without the stock one's
-//! per-event map of `serde_json::Value`s, and [`BufferedStdout`] batches the lines into few
-//! writes instead of one `write(2)` per line.
+//! Two writers share one line shape (`timestamp`, `level`, `target`, `message`, then fields):
+//! - [`JsonLine`], the `tracing` event format for the few lifecycle lines (listening, signals,
+//!   drain), without the stock JSON formatter's per-event map of `serde_json::Value`s;
+//! - [`Access`], the one line per request, written without `tracing`'s per-field dispatch: at
+//!   100,000 requests/s the dispatch and `fmt` machinery cost more than the rest of a charge
+//!   (`cargo xtask bench provider`). It honours `PROVIDER_LOG` like any event of its target.
+//!
+//! [`LogBuffer`] batches the lines into few writes instead of one `write(2)` per line.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
-use std::io::{self, BufWriter, Stdout, Write as _};
+use std::io::{self, Write as _};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -33,7 +36,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         writer.write_str("{\"timestamp\":\"")?;
-        write_timestamp(&mut writer, std::time::SystemTime::now())?;
+        write_timestamp(&mut writer, SystemTime::now())?;
         writer.write_str("\",\"level\":\"")?;
         writer.write_str(event.metadata().level().as_str())?;
         writer.write_str("\",\"target\":")?;
@@ -56,7 +59,7 @@ thread_local! {
 
 /// Writes `time` as RFC 3339 UTC with microseconds, `2024-06-01T12:34:56.123456Z`, as
 /// `tracing-subscriber`'s `SystemTime` timer does.
-fn write_timestamp(writer: &mut impl fmt::Write, time: std::time::SystemTime) -> fmt::Result {
+fn write_timestamp(writer: &mut impl fmt::Write, time: SystemTime) -> fmt::Result {
     let since_epoch = time
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -193,20 +196,116 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     }
 }
 
-/// Standard output behind a 64 KiB buffer shared by all threads, flushed when full, every
-/// `period` by a small thread, and by [`BufferedStdout::flush`] before the process exits.
+/// The `target` of access lines: `PROVIDER_LOG=warn,provider::access=info` keeps only them.
+pub const ACCESS_TARGET: &str = "provider::access";
+
+/// One answered request, as its access line says it.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub outcome: &'a str,
+    pub customer_id: Option<i64>,
+    pub idempotency_key: bool,
+    pub error: Option<&'a str>,
+    pub latency_us: u64,
+}
+
+thread_local! {
+    /// The line being built: one allocation per thread, reused for every request.
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
+}
+
+impl Access<'_> {
+    /// Writes the line into `out` (one `write_all`, so lines never interleave).
+    pub fn log(&self, out: &LogBuffer) {
+        LINE.with(|line| {
+            // Only re-entered if writing a line could log, which it cannot; skip rather than panic.
+            let Ok(mut line) = line.try_borrow_mut() else {
+                return;
+            };
+            line.clear();
+            if self.format(&mut line, SystemTime::now()).is_ok() {
+                out.write_line(line.as_bytes());
+            }
+        });
+    }
+
+    /// The same shape [`JsonLine`] gives an INFO event of [`ACCESS_TARGET`] with these fields.
+    fn format(&self, line: &mut String, now: SystemTime) -> fmt::Result {
+        let mut number = itoa::Buffer::new();
+        line.push_str("{\"timestamp\":\"");
+        write_timestamp(line, now)?;
+        line.push_str("\",\"level\":\"INFO\",\"target\":\"");
+        line.push_str(ACCESS_TARGET);
+        line.push_str("\",\"message\":\"request\",\"method\":");
+        write_json_str(line, self.method)?;
+        line.push_str(",\"path\":");
+        write_json_str(line, self.path)?;
+        line.push_str(",\"status\":");
+        line.push_str(number.format(self.status));
+        line.push_str(",\"outcome\":");
+        write_json_str(line, self.outcome)?;
+        if let Some(customer_id) = self.customer_id {
+            line.push_str(",\"customer_id\":");
+            line.push_str(number.format(customer_id));
+        }
+        line.push_str(if self.idempotency_key {
+            ",\"idempotency_key\":true"
+        } else {
+            ",\"idempotency_key\":false"
+        });
+        if let Some(error) = self.error {
+            line.push_str(",\"error\":");
+            write_json_str(line, error)?;
+        }
+        line.push_str(",\"latency_us\":");
+        line.push_str(number.format(self.latency_us));
+        line.push_str("}\n");
+        Ok(())
+    }
+}
+
+/// Lines a shard holds before they are written out (a full shard is one `write(2)`).
+const SHARD_BYTES: usize = 32 * 1024;
+/// Shards, assigned to threads in turn: more than the runtime has workers on a small node.
+const SHARDS: usize = 8;
+
+/// An output shared by all threads, buffered per thread: each thread appends its lines to its own
+/// shard, written out when full, every `period` by a small thread (see [`LogBuffer::stdout`]), and
+/// by [`LogBuffer::flush`] before the process exits.
 ///
-/// Each event is one `write_all` under the lock, so lines never interleave. If the process is
+/// With one buffer for all, every line moved the lock and the buffer's tail between the cores'
+/// caches; a shard is touched by one thread (and the flusher). Each line is appended whole, so
+/// lines never interleave; one thread's lines keep their order, and lines of different threads
+/// may be out of order by up to one period (each line carries its timestamp). If the process is
 /// killed with SIGKILL, at most one period of lines is lost.
 #[derive(Clone)]
-pub struct BufferedStdout(Arc<Mutex<BufWriter<Stdout>>>);
+pub struct LogBuffer(Arc<Shared>);
 
-impl BufferedStdout {
-    pub fn start(period: Duration) -> BufferedStdout {
-        let out = BufferedStdout(Arc::new(Mutex::new(BufWriter::with_capacity(
-            64 * 1024,
-            io::stdout(),
-        ))));
+struct Shared {
+    out: Mutex<Box<dyn io::Write + Send>>,
+    shards: [Shard; SHARDS],
+}
+
+/// One cache line (pair) per shard, so neighbouring shards' locks don't share one.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(Mutex<Vec<u8>>);
+
+thread_local! {
+    /// This thread's shard index, handed out in turn on its first line.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
+impl LogBuffer {
+    /// Standard output, flushed every `period` by a thread named `log-flush`.
+    pub fn stdout(period: Duration) -> LogBuffer {
+        let out = LogBuffer::new(Box::new(io::stdout()));
         let flusher = out.clone();
         std::thread::Builder::new()
             .name("log-flush".to_owned())
@@ -220,52 +319,89 @@ impl BufferedStdout {
         out
     }
 
+    /// Any output, written to when a shard fills and by [`LogBuffer::flush`].
+    pub fn new(out: Box<dyn io::Write + Send>) -> LogBuffer {
+        LogBuffer(Arc::new(Shared {
+            out: Mutex::new(out),
+            shards: Default::default(),
+        }))
+    }
+
     /// Writes out every buffered line; errors (stdout closed) leave nothing else to report to.
     pub fn flush(&self) {
-        let _ = self.lock().flush();
+        let mut out = lock(&self.0.out);
+        for shard in &self.0.shards {
+            let mut lines = lock(&shard.0);
+            let _ = out.write_all(&lines);
+            lines.clear();
+        }
+        let _ = out.flush();
     }
 
-    fn lock(&self) -> MutexGuard<'_, BufWriter<Stdout>> {
-        // A panic while holding the lock leaves at worst a partial line; keep logging.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Appends one whole line; an output that fails (stdout closed) loses lines, not requests.
+    pub fn write_line(&self, line: &[u8]) {
+        let mut lines = lock(&self.0.shards[SHARD.with(|i| *i)].0);
+        if lines.capacity() == 0 {
+            lines.reserve_exact(SHARD_BYTES);
+        }
+        lines.extend_from_slice(line);
+        if lines.len() >= SHARD_BYTES - 1024 {
+            let _ = lock(&self.0.out).write_all(&lines);
+            lines.clear();
+            // A huge line (a long URI) grew the shard: give the memory back.
+            lines.shrink_to(SHARD_BYTES);
+        }
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BufferedStdout {
-    type Writer = LockedStdout<'a>;
+/// A panic while holding a lock leaves at worst a partial line; keep logging.
+fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = EventWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LockedStdout(self.lock())
+        EventWriter(self)
     }
 }
 
-/// The buffer, locked for the one event being written.
-pub struct LockedStdout<'a>(MutexGuard<'a, BufWriter<Stdout>>);
+/// Hands each event's bytes to [`LogBuffer::write_line`]: `tracing-subscriber` writes an event,
+/// newline included, with one `write_all`.
+pub struct EventWriter<'a>(&'a LogBuffer);
 
-impl io::Write for LockedStdout<'_> {
+impl io::Write for EventWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+        self.0.write_line(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io;
     use std::sync::{Arc, Mutex};
 
+    /// An output that keeps what is written, for reading back as lines.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub(crate) fn json_lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|line| serde_json::from_str(line).expect("every line is one JSON object"))
+                .collect()
+        }
+    }
 
     impl io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -285,10 +421,7 @@ mod tests {
             .with_writer(move || sink.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str(line).expect("every line is one JSON object"))
-            .collect()
+        captured.json_lines()
     }
 
     #[test]
@@ -352,5 +485,133 @@ mod tests {
         let none: Option<i64> = None;
         let logged = lines(|| tracing::info!(customer_id = none, "request"));
         assert!(logged[0].get("customer_id").is_none(), "{}", logged[0]);
+    }
+
+    fn access_lines(accesses: &[Access<'_>]) -> Vec<serde_json::Value> {
+        let captured = Captured::default();
+        let out = LogBuffer::new(Box::new(captured.clone()));
+        for access in accesses {
+            access.log(&out);
+        }
+        out.flush();
+        captured.json_lines()
+    }
+
+    const CHARGED: Access<'static> = Access {
+        method: "POST",
+        path: "/v1/charges",
+        status: 200,
+        outcome: "charged",
+        customer_id: Some(42),
+        idempotency_key: false,
+        error: None,
+        latency_us: 17,
+    };
+
+    #[test]
+    fn an_access_line_has_the_shape_of_the_same_tracing_event() {
+        let mut direct = access_lines(&[CHARGED]).remove(0);
+        let mut traced = lines(|| {
+            tracing::info!(
+                target: ACCESS_TARGET,
+                method = "POST",
+                path = "/v1/charges",
+                status = 200u16,
+                outcome = "charged",
+                customer_id = Some(42i64),
+                idempotency_key = false,
+                error = None::<&str>,
+                latency_us = 17u64,
+                "request"
+            )
+        })
+        .remove(0);
+        for line in [&mut direct, &mut traced] {
+            let stamp = line["timestamp"].take();
+            assert!(stamp.as_str().unwrap().ends_with('Z'), "{stamp}");
+        }
+        assert_eq!(direct, traced);
+        assert_eq!(direct["target"], "provider::access");
+    }
+
+    #[test]
+    fn access_lines_escape_what_the_client_sent_and_leave_out_absent_fields() {
+        let path = "/\"}{\\\n\u{1}ü";
+        let error = "bad \"value\"\n";
+        let logged = access_lines(&[
+            Access {
+                path,
+                status: 400,
+                outcome: "bad_request",
+                customer_id: None,
+                error: Some(error),
+                idempotency_key: true,
+                ..CHARGED
+            },
+            CHARGED,
+        ]);
+        assert_eq!(logged.len(), 2);
+        assert_eq!(logged[0]["path"], path);
+        assert_eq!(logged[0]["error"], error);
+        assert_eq!(logged[0]["idempotency_key"], true);
+        assert!(logged[0].get("customer_id").is_none(), "{}", logged[0]);
+        assert!(logged[1].get("error").is_none(), "{}", logged[1]);
+        assert_eq!(logged[1]["customer_id"], 42);
+        assert_eq!(logged[1]["latency_us"], 17);
+    }
+
+    #[test]
+    fn extreme_numbers_are_written_exactly() {
+        let logged = access_lines(&[Access {
+            customer_id: Some(i64::MIN),
+            latency_us: u64::MAX,
+            ..CHARGED
+        }]);
+        assert_eq!(logged[0]["customer_id"], i64::MIN);
+        assert_eq!(logged[0]["latency_us"], u64::MAX);
+    }
+
+    #[test]
+    fn lines_from_many_threads_arrive_whole_once_each_and_in_order_per_thread() {
+        let captured = Captured::default();
+        let out = LogBuffer::new(Box::new(captured.clone()));
+        std::thread::scope(|scope| {
+            for thread in 0..(SHARDS + 3) {
+                let out = out.clone();
+                scope.spawn(move || {
+                    for n in 0..2_000 {
+                        out.write_line(format!("{{\"thread\":{thread},\"n\":{n}}}\n").as_bytes());
+                    }
+                });
+            }
+        });
+        // Full shards were written out on their own, before any flush.
+        assert!(!captured.0.lock().unwrap().is_empty());
+        out.flush();
+        let mut next = vec![0; SHARDS + 3];
+        for line in captured.json_lines() {
+            let thread = line["thread"].as_u64().unwrap() as usize;
+            assert_eq!(line["n"], next[thread], "thread {thread} out of order");
+            next[thread] += 1;
+        }
+        assert_eq!(next, vec![2_000; SHARDS + 3]);
+    }
+
+    #[test]
+    fn a_line_larger_than_a_shard_is_written_whole() {
+        let captured = Captured::default();
+        let out = LogBuffer::new(Box::new(captured.clone()));
+        let path = "/".repeat(3 * SHARD_BYTES);
+        Access {
+            path: &path,
+            ..CHARGED
+        }
+        .log(&out);
+        CHARGED.log(&out);
+        out.flush();
+        let logged = captured.json_lines();
+        assert_eq!(logged.len(), 2);
+        assert_eq!(logged[0]["path"], path.as_str());
+        assert_eq!(logged[1]["path"], "/v1/charges");
     }
 }

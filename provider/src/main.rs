@@ -2,7 +2,6 @@
 
 use provider::{App, Config, Timeouts};
 use std::process::ExitCode;
-use std::sync::Arc;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -33,7 +32,7 @@ fn main() -> ExitCode {
     };
     // One line per request goes into a shared buffer that is written out when full and every
     // 100 ms, instead of one write(2) per line; whatever is left is flushed on the way out.
-    let log = provider::log::BufferedStdout::start(std::time::Duration::from_millis(100));
+    let log = provider::log::LogBuffer::stdout(std::time::Duration::from_millis(100));
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -46,7 +45,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("the OS provides threads and timers");
-    let outcome = runtime.block_on(run(config));
+    let outcome = runtime.block_on(run(config, log.clone()));
     if let Err(error) = &outcome {
         tracing::error!(error = format!("{error:#}"), "payment-provider stopped");
     }
@@ -60,7 +59,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> std::io::Result<()> {
+async fn run(config: Config, access_log: provider::log::LogBuffer) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -86,7 +85,9 @@ async fn run(config: Config) -> std::io::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
         }
     };
-    provider::serve(listener, Arc::new(App::new(&config)), timeouts, signal).await;
+    // The state lives as long as the process: leaked into a `&'static`, no request counts references.
+    let app: &'static App = Box::leak(Box::new(App::new(&config, Some(access_log))));
+    provider::serve(listener, app, timeouts, signal).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -24,22 +24,26 @@ struct RequestLabels {
 
 pub struct Metrics {
     registry: Registry,
-    charges: Family<ChargeLabels, Counter>,
+    /// Every charge series, indexed `[result][replayed]`: created up front, so each is exported
+    /// from the start (at 0) and counting one skips the family's lock and label hashing.
+    charges: [[Counter; 2]; 2],
     requests: Family<RequestLabels, Counter>,
+    /// The series of nearly every request, `route="charge",status="200"`, held for the same reason.
+    charged_ok: Counter,
     latency: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("provider");
-        let charges = Family::<ChargeLabels, Counter>::default();
+        let charge_family = Family::<ChargeLabels, Counter>::default();
         let requests = Family::<RequestLabels, Counter>::default();
         // 50µs doubling to ~0.8s: a charge takes microseconds, a slow client up to the body timeout.
         let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 15));
         registry.register(
             "charges",
             "Charges answered, by result and whether replayed for an Idempotency-Key",
-            charges.clone(),
+            charge_family.clone(),
         );
         registry.register(
             "http_requests",
@@ -51,10 +55,25 @@ impl Default for Metrics {
             "Time from request head to response",
             latency.clone(),
         );
+        let charge = |result, replayed| {
+            charge_family
+                .get_or_create(&ChargeLabels { result, replayed })
+                .clone()
+        };
+        let charged_ok = requests
+            .get_or_create(&RequestLabels {
+                route: "charge",
+                status: 200,
+            })
+            .clone();
         Metrics {
             registry,
-            charges,
+            charges: [
+                [charge(false, false), charge(false, true)],
+                [charge(true, false), charge(true, true)],
+            ],
             requests,
+            charged_ok,
             latency,
         }
     }
@@ -62,16 +81,18 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn charge(&self, result: bool, replayed: bool) {
-        self.charges
-            .get_or_create(&ChargeLabels { result, replayed })
-            .inc();
+        self.charges[usize::from(result)][usize::from(replayed)].inc();
     }
 
     /// Counts one answered request; `route` is one of a fixed few, so the label set stays small.
     pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels { route, status })
-            .inc();
+        if (route, status) == ("charge", 200) {
+            self.charged_ok.inc();
+        } else {
+            self.requests
+                .get_or_create(&RequestLabels { route, status })
+                .inc();
+        }
         self.latency.observe(elapsed.as_secs_f64());
     }
 
@@ -111,6 +132,18 @@ mod tests {
         assert!(
             text.contains("provider_http_request_duration_seconds_count 1"),
             "{text}"
+        );
+        // Every charge series is exported from the start; other statuses once seen.
+        assert!(
+            text.contains(r#"provider_charges_total{result="false",replayed="false"} 0"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"status="404""#), "{text}");
+        metrics.request("other", 404, Duration::from_micros(80));
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"provider_http_requests_total{route="other",status="404"} 1"#)
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

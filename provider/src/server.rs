@@ -7,7 +7,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::ops::Deref;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -24,12 +24,17 @@ pub struct Timeouts {
 
 /// Serves `listener` until `signal` resolves, then flips readiness, stops accepting after the drain
 /// delay and lets in-flight requests finish within the shutdown timeout.
-pub async fn serve(
+///
+/// `app` is an `Arc<App>`, or a `&'static App` for a process-long server: each request holds its
+/// own copy of it, and a reference is copied without touching a count both workers write to.
+pub async fn serve<A>(
     listener: TcpListener,
-    app: Arc<App>,
+    app: A,
     timeouts: Timeouts,
     signal: impl Future<Output = ()>,
-) {
+) where
+    A: Deref<Target = App> + Clone + Send + Sync + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -61,9 +66,9 @@ pub async fn serve(
         };
         // Answers are one small write: don't let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        let app = Arc::clone(&app);
+        let app = app.clone();
         let service = service_fn(move |req| {
-            let app = Arc::clone(&app);
+            let app = app.clone();
             async move { Ok::<_, Infallible>(handle(&app, req).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
@@ -98,6 +103,7 @@ mod tests {
     use hyper_util::rt::TokioExecutor;
     use std::collections::HashMap;
     use std::net::SocketAddr;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
     use tokio::sync::oneshot;
@@ -130,7 +136,7 @@ mod tests {
                 drain_delay: config.drain_delay,
                 shutdown: config.shutdown_timeout,
             };
-            let app = Arc::new(App::new(&config));
+            let app = Arc::new(App::new(&config, None));
             let task = tokio::spawn(serve(listener, app, timeouts, async {
                 let _ = stopped.await;
             }));
