@@ -329,13 +329,15 @@ impl LogBuffer {
 
     /// Writes out every buffered line; errors (stdout closed) leave nothing else to report to.
     pub fn flush(&self) {
-        let mut out = lock(&self.0.out);
+        // Locks are always taken shard first, then output, as `write_line` does.
         for shard in &self.0.shards {
             let mut lines = lock(&shard.0);
-            let _ = out.write_all(&lines);
-            lines.clear();
+            if !lines.is_empty() {
+                let _ = lock(&self.0.out).write_all(&lines);
+                lines.clear();
+            }
         }
-        let _ = out.flush();
+        let _ = lock(&self.0.out).flush();
     }
 
     /// Appends one whole line; an output that fails (stdout closed) loses lines, not requests.
@@ -595,6 +597,46 @@ pub(crate) mod tests {
             next[thread] += 1;
         }
         assert_eq!(next, vec![2_000; SHARDS + 3]);
+    }
+
+    /// Writers filling their shards while another thread flushes take the same two locks: in
+    /// opposite orders they deadlock (as a first version did within seconds under load).
+    #[test]
+    fn flushing_while_writers_fill_their_shards_does_not_deadlock() {
+        let captured = Captured::default();
+        let out = LogBuffer::new(Box::new(captured.clone()));
+        let (done, finished) = std::sync::mpsc::channel();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let out = out.clone();
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        out.write_line(&[b'x'; 200]);
+                    }
+                    let _ = done.send(());
+                })
+            })
+            .collect();
+        let flusher = {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5_000 {
+                    out.flush();
+                }
+                let _ = done.send(());
+            })
+        };
+        for _ in 0..5 {
+            finished
+                .recv_timeout(Duration::from_secs(20))
+                .expect("writers and flusher finish: no deadlock");
+        }
+        for thread in writers.into_iter().chain([flusher]) {
+            thread.join().unwrap();
+        }
+        out.flush();
+        assert_eq!(captured.0.lock().unwrap().len(), 4 * 20_000 * 200);
     }
 
     #[test]
