@@ -63,6 +63,12 @@ fn check_value(raw: &str) -> Result<(), String> {
             "invalid charge request: value must be positive, got {raw}"
         ));
     }
+    // Without an exponent, at most 308 integer digits stay below f64::MAX (1.8e308): finite without
+    // parsing the text (for Antaeus' 30-digit BigDecimals the parse cost more than the charge).
+    let integer_digits = mantissa.split('.').next().map_or(0, str::len);
+    if mantissa.len() == raw.len() && integer_digits <= 308 {
+        return Ok(());
+    }
     // Rust parses any JSON number text; only the magnitude can fail, as infinity.
     match raw.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(()),
@@ -125,6 +131,24 @@ mod tests {
     fn values_beyond_a_finite_double_are_rejected() {
         let err = error(r#"{"currency":{},"value":1e999,"customer_id":1}"#);
         assert!(err.contains("value must be finite, got 1e999"), "{err}");
+        // Around f64::MAX (1.797…e308) written out in digits: 308 digits always fit, 309 may not.
+        let body = |value: &str| format!(r#"{{"currency":{{}},"value":{value},"customer_id":1}}"#);
+        for fits in [
+            "9".repeat(308),
+            format!("{}.99", "9".repeat(308)),
+            format!("1{}", "0".repeat(308)),
+            format!("17{}", "0".repeat(307)),
+        ] {
+            assert!(
+                parse(body(&fits).as_bytes()).is_ok(),
+                "{} digits",
+                fits.len()
+            );
+        }
+        for too_large in ["9".repeat(309), format!("18{}.5", "0".repeat(307))] {
+            let err = error(&body(&too_large));
+            assert!(err.contains("value must be finite"), "{err}");
+        }
     }
 
     #[test]
