@@ -34,6 +34,10 @@ struct Figures {
     requests_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Requests answered in the measured run, from wrk's `N requests in` line.
+    requests: u64,
+    /// The server's CPU time (user + system) per request in the measured run, in microseconds.
+    cpu_us_per_request: f64,
 }
 
 impl BenchProvider {
@@ -97,9 +101,12 @@ impl BenchProvider {
         let mut rounds: [Vec<Figures>; 3] = Default::default();
         for round in 1..=self.rounds.max(1) {
             let mut line = format!("round {round}:");
-            for ((name, _, addr), figures) in servers.iter().zip(&mut rounds) {
-                let measured = self.drive(&sh, &script, &threads, *addr)?;
-                line.push_str(&format!(" {name} {:.0} req/s;", measured.requests_per_sec));
+            for ((name, server, addr), figures) in servers.iter().zip(&mut rounds) {
+                let measured = self.drive(&sh, &script, &threads, *addr, server.child.id())?;
+                line.push_str(&format!(
+                    " {name} {:.0} req/s, {:.2} µs CPU/req;",
+                    measured.requests_per_sec, measured.cpu_us_per_request
+                ));
                 figures.push(measured);
             }
             println!("{}", line.trim_end_matches(';'));
@@ -108,6 +115,8 @@ impl BenchProvider {
         drop(servers);
         let provider_ratio = median_ratio(&rounds[1], &rounds[0]);
         let quiet_ratio = median_ratio(&rounds[2], &rounds[0]);
+        let provider_cpu_ratio = median_cpu_ratio(&rounds[0], &rounds[1]);
+        let quiet_cpu_ratio = median_cpu_ratio(&rounds[0], &rounds[2]);
         let [ceiling, provider, quiet] = rounds.map(best);
 
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
@@ -120,8 +129,8 @@ impl BenchProvider {
             self.duration
         );
         println!(
-            "{:<28} {:>12} {:>10} {:>10}",
-            "server", "requests/s", "p50 ms", "p99 ms"
+            "{:<28} {:>12} {:>10} {:>10} {:>14}",
+            "server", "requests/s", "p50 ms", "p99 ms", "CPU µs/req"
         );
         for (name, f) in [
             ("ceiling (bare hyper)", &ceiling),
@@ -129,14 +138,17 @@ impl BenchProvider {
             ("provider, PROVIDER_LOG=warn", &quiet),
         ] {
             println!(
-                "{name:<28} {:>12.0} {:>10.3} {:>10.3}",
-                f.requests_per_sec, f.p50_ms, f.p99_ms
+                "{name:<28} {:>12.0} {:>10.3} {:>10.3} {:>14.2}",
+                f.requests_per_sec, f.p50_ms, f.p99_ms, f.cpu_us_per_request
             );
         }
         println!(
             "ratio provider/ceiling:      {provider_ratio:.3} (median of the rounds' ratios; goal >= 0.9)"
         );
         println!("  without access log lines:  {quiet_ratio:.3}");
+        println!(
+            "CPU per request, ceiling/provider: {provider_cpu_ratio:.3} (median; {quiet_cpu_ratio:.3} without access lines)"
+        );
         println!(
             "provider peak RSS:           {:.2} MiB (VmHWM; goal < 10 MiB)",
             mib(peak_rss)
@@ -149,12 +161,15 @@ impl BenchProvider {
     }
 
     /// Warms `addr` up for 2 s, then measures it for the configured duration.
+    /// Also reads the server's CPU time around the measured run: a steadier figure than requests/s
+    /// when other processes take turns on the same cores.
     fn drive(
         &self,
         sh: &Shell,
         script: &Path,
         threads: &str,
         addr: SocketAddr,
+        pid: u32,
     ) -> anyhow::Result<Figures> {
         let url = format!("http://{addr}/v1/charges");
         let connections = self.connections.to_string();
@@ -163,12 +178,18 @@ impl BenchProvider {
             .quiet()
             .ignore_stdout()
             .run()?;
+        let cpu_before = cpu_ticks(pid)?;
         let output = cmd!(
             sh,
             "wrk -t{threads} -c{connections} -d{duration} --latency -s {script} {url}"
         )
         .read()?;
-        parse_wrk(&output).with_context(|| format!("cannot read wrk's output:\n{output}"))
+        let cpu_ticks = cpu_ticks(pid)? - cpu_before;
+        let mut figures =
+            parse_wrk(&output).with_context(|| format!("cannot read wrk's output:\n{output}"))?;
+        figures.cpu_us_per_request =
+            cpu_ticks as f64 * 1e6 / clock_ticks_per_sec(sh)? / figures.requests.max(1) as f64;
+        Ok(figures)
     }
 }
 
@@ -182,11 +203,27 @@ fn best(rounds: Vec<Figures>) -> Figures {
 
 /// The median over rounds of `server` requests/s divided by `baseline` requests/s in the same round.
 fn median_ratio(server: &[Figures], baseline: &[Figures]) -> f64 {
-    let mut ratios: Vec<f64> = server
-        .iter()
-        .zip(baseline)
-        .map(|(s, b)| s.requests_per_sec / b.requests_per_sec)
-        .collect();
+    median(
+        server
+            .iter()
+            .zip(baseline)
+            .map(|(s, b)| s.requests_per_sec / b.requests_per_sec)
+            .collect(),
+    )
+}
+
+/// The median over rounds of `baseline` CPU per request divided by `server` CPU per request.
+fn median_cpu_ratio(baseline: &[Figures], server: &[Figures]) -> f64 {
+    median(
+        baseline
+            .iter()
+            .zip(server)
+            .map(|(b, s)| b.cpu_us_per_request / s.cpu_us_per_request)
+            .collect(),
+    )
+}
+
+fn median(mut ratios: Vec<f64>) -> f64 {
     ratios.sort_by(f64::total_cmp);
     let mid = ratios.len() / 2;
     if ratios.len() % 2 == 1 {
@@ -248,6 +285,26 @@ impl Drop for Server {
     }
 }
 
+/// User plus system CPU time a live process has used, in clock ticks (`/proc/<pid>/stat` fields
+/// 14 and 15, counted after the parenthesised command name, which may contain spaces).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_ticks(&stat).with_context(|| format!("cannot read CPU times from /proc/{pid}/stat"))
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/<pid>/stat` CPU times (100 on Linux).
+fn clock_ticks_per_sec(sh: &Shell) -> anyhow::Result<f64> {
+    Ok(cmd!(sh, "getconf CLK_TCK").quiet().read()?.trim().parse()?)
+}
+
 /// Peak resident set size of a live process, from `VmHWM` in `/proc/<pid>/status`.
 fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -278,7 +335,14 @@ fn parse_wrk(output: &str) -> anyhow::Result<Figures> {
             .map(str::trim)
             .with_context(|| format!("no {prefix:?} line"))
     };
+    let requests = output
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .context("no \"N requests in\" line")?;
     Ok(Figures {
+        requests,
+        cpu_us_per_request: 0.0,
         requests_per_sec: field("Requests/sec:")?.parse()?,
         p50_ms: latency_ms(field("50%")?)?,
         p99_ms: latency_ms(field("99%")?)?,
@@ -324,6 +388,7 @@ Transfer/sec:      9.82MB
     fn wrk_output_yields_throughput_and_percentiles() {
         let figures = parse_wrk(WRK).unwrap();
         assert_eq!(figures.requests_per_sec, 101987.60);
+        assert_eq!(figures.requests, 1019876);
         assert!((figures.p50_ms - 0.58).abs() < 1e-9);
         assert!((figures.p99_ms - 1.52).abs() < 1e-9);
     }
@@ -347,6 +412,8 @@ Transfer/sec:      9.82MB
         let figures = |rps: &[f64]| -> Vec<Figures> {
             rps.iter()
                 .map(|&requests_per_sec| Figures {
+                    requests: 0,
+                    cpu_us_per_request: 0.0,
                     requests_per_sec,
                     p50_ms: 0.0,
                     p99_ms: 0.0,
@@ -356,6 +423,28 @@ Transfer/sec:      9.82MB
         let baseline = figures(&[100.0, 200.0, 100.0]);
         assert_eq!(median_ratio(&figures(&[90.0, 100.0, 95.0]), &baseline), 0.9);
         assert_eq!(median_ratio(&figures(&[50.0, 200.0]), &baseline[..2]), 0.75);
+        // CPU per request: the baseline's over the server's, so cheaper-is-higher like requests/s.
+        let cpu = |us: &[f64]| -> Vec<Figures> {
+            us.iter()
+                .map(|&cpu_us_per_request| Figures {
+                    cpu_us_per_request,
+                    ..figures(&[0.0]).remove(0)
+                })
+                .collect()
+        };
+        assert_eq!(
+            median_cpu_ratio(&cpu(&[6.0, 6.0, 5.0]), &cpu(&[8.0, 7.5, 10.0])),
+            0.75
+        );
+    }
+
+    #[test]
+    fn cpu_times_are_read_after_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (payment (prov) x) S 1 4242 4242 0 -1 4194560 310 0 0 0 1234 567 0 0 20 0 3 0 99 7000000 600 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat), Some(1234 + 567));
+        assert_eq!(parse_cpu_ticks("4242 (truncated"), None);
+        // This process's own line parses too.
+        assert!(cpu_ticks(std::process::id()).is_ok());
     }
 
     #[test]
