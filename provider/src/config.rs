@@ -26,6 +26,8 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// Which log lines to write: a default level and per-target levels, e.g. `info` or `warn,provider=debug`.
     pub log: tracing_subscriber::filter::Targets,
+    /// Serving threads; `None`: as many as the CPUs the process may use (its cgroup quota).
+    pub workers: Option<usize>,
 }
 
 /// One environment variable: its name, its default (`None`: unset by default) and what it does.
@@ -86,6 +88,11 @@ pub const VARS: &[Var] = &[
         name: "PROVIDER_LOG",
         default: Some("info"),
         help: "log level, or target=level pairs (error, warn, info, debug, warn,provider=debug)",
+    },
+    Var {
+        name: "PROVIDER_WORKERS",
+        default: None,
+        help: "serving threads, 1 to 1024; unset: the CPUs the process may use (cgroup quota)",
     },
 ];
 
@@ -155,6 +162,14 @@ impl Config {
             log: parse(required("PROVIDER_LOG"), |v| {
                 v.parse().map_err(|e| format!("{e}: expected a level like info, or target=level pairs like warn,provider=debug"))
             })?,
+            workers: get("PROVIDER_WORKERS")
+                .map(|var| {
+                    parse(var, |v| match v.parse::<usize>() {
+                        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+                        _ => Err("expected a number of threads from 1 to 1024".to_owned()),
+                    })
+                })
+                .transpose()?,
         })
     }
 
@@ -238,6 +253,7 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(config.success_rate, 0.5);
         assert_eq!(config.seed, None);
+        assert_eq!(config.workers, None);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(config.drain_delay, Duration::ZERO);
         assert_eq!(config.idempotency_keys, 10_000);
@@ -258,6 +274,7 @@ mod tests {
             ("PROVIDER_IDEMPOTENCY_KEYS", "7"),
             ("PROVIDER_IDEMPOTENCY_TTL", "1h"),
             ("PROVIDER_LOG", "warn,provider=debug"),
+            ("PROVIDER_WORKERS", "3"),
         ])
         .expect("all values are valid");
         assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
@@ -275,6 +292,7 @@ mod tests {
                 .would_enable("provider::handler", &tracing::Level::DEBUG)
         );
         assert!(!config.log.would_enable("hyper", &tracing::Level::INFO));
+        assert_eq!(config.workers, Some(3));
     }
 
     #[test]
@@ -301,6 +319,9 @@ mod tests {
             ("PROVIDER_HEADER_TIMEOUT", "0s"),
             ("PROVIDER_IDEMPOTENCY_KEYS", "many"),
             ("PROVIDER_LOG", "provider=loud"),
+            ("PROVIDER_WORKERS", "0"),
+            ("PROVIDER_WORKERS", "1025"),
+            ("PROVIDER_WORKERS", "two"),
         ] {
             let err = config(&[(name, value)]).expect_err(value);
             assert_eq!(err.name, name, "{err}");

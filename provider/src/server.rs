@@ -7,9 +7,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 /// Connection-level timing, taken from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +22,42 @@ pub struct Timeouts {
     pub drain_delay: Duration,
     /// After the listener closes: how long in-flight requests get before connections are dropped.
     pub shutdown: Duration,
+}
+
+/// Binds one socket per worker thread to `addr`, not yet listening (see [`TcpSocket::listen`]).
+///
+/// With several workers each socket sets `SO_REUSEPORT`, so the kernel spreads new connections
+/// over the workers' listeners and no connection moves between threads (Envoy and actix-web serve
+/// the same way); port 0 is resolved by the first socket and shared by the rest. One worker binds
+/// plainly, as any server does.
+///
+/// `SO_REUSEPORT` would also let a second provider of the same user share a port silently; a
+/// plain bind first makes a port that anything listens on an `AddrInUse` error, as it is for one
+/// worker.
+pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Vec<TcpSocket>> {
+    let socket = |addr: SocketAddr, reuseport: bool| -> io::Result<TcpSocket> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As tokio's own `TcpListener::bind`: a restarted server need not wait out TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(reuseport)?;
+        socket.bind(addr)?;
+        Ok(socket)
+    };
+    let shared = workers > 1;
+    if shared && addr.port() != 0 {
+        drop(socket(addr, false)?);
+    }
+    let first = socket(addr, shared)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(socket(bound, true)?);
+    }
+    Ok(sockets)
 }
 
 /// Serves `listener` until `signal` resolves, then flips readiness, stops accepting after the drain
@@ -209,6 +247,64 @@ mod tests {
             if let Some(task) = self.task.take() {
                 task.abort();
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn several_workers_share_one_port_and_the_kernel_spreads_connections() {
+        let listeners: Vec<TcpListener> = bind("127.0.0.1:0".parse().unwrap(), 3)
+            .unwrap()
+            .into_iter()
+            .map(|socket| socket.listen(128).unwrap())
+            .collect();
+        let port = listeners[0].local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert!(
+            listeners
+                .iter()
+                .all(|l| l.local_addr().unwrap().port() == port)
+        );
+        // 48 connections over 3 listeners: one left without any has probability 3·(2/3)^48 ≈ 1e-8.
+        let mut clients = Vec::new();
+        for _ in 0..48 {
+            clients.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        }
+        let mut accepted = Vec::new();
+        for listener in &listeners {
+            let mut count = 0;
+            while let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
+            {
+                count += 1;
+            }
+            accepted.push(count);
+        }
+        assert_eq!(accepted.iter().sum::<usize>(), 48, "{accepted:?}");
+        assert!(accepted.iter().all(|&n| n > 0), "{accepted:?}");
+    }
+
+    #[tokio::test]
+    async fn one_worker_binds_plainly_so_a_taken_port_is_an_error() {
+        let taken = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        let addr = taken.local_addr().unwrap();
+        let _listening = taken.listen(16).unwrap();
+        let error = bind(addr, 1).expect_err("the port is taken");
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        // Several workers set SO_REUSEPORT, which a plainly bound listener does not share either.
+        assert!(bind(addr, 2).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_second_server_with_several_workers_cannot_share_a_port_silently() {
+        let first: Vec<TcpListener> = bind("127.0.0.1:0".parse().unwrap(), 2)
+            .unwrap()
+            .into_iter()
+            .map(|socket| socket.listen(16).unwrap())
+            .collect();
+        let addr = first[0].local_addr().unwrap();
+        for workers in [1, 2, 3] {
+            let error = bind(addr, workers).expect_err("the port is taken");
+            assert_eq!(error.kind(), io::ErrorKind::AddrInUse, "{workers} workers");
         }
     }
 

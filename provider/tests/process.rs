@@ -105,12 +105,20 @@ fn get(addr: SocketAddr, path: &str) -> String {
 
 #[test]
 fn a_request_in_flight_at_sigterm_is_answered_and_the_process_exits_zero() {
+    // One worker (a pod of one CPU or less) and several sharing the port.
+    for workers in ["1", "3"] {
+        request_in_flight_at_sigterm(workers);
+    }
+}
+
+fn request_in_flight_at_sigterm(workers: &str) {
     let drain = Duration::from_millis(700);
     let shutdown = Duration::from_secs(5);
     let mut provider = Provider::start(&[
         ("PROVIDER_SUCCESS_RATE", "1"),
         ("PROVIDER_DRAIN_DELAY", "700ms"),
         ("PROVIDER_SHUTDOWN_TIMEOUT", "5s"),
+        ("PROVIDER_WORKERS", workers),
     ]);
     assert!(get(provider.addr, "/readyz").starts_with("HTTP/1.1 200"));
 
