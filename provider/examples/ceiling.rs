@@ -1,7 +1,11 @@
-//! The benchmark ceiling: the same hyper stack as the provider, answering `{"result":true}` with no
-//! work, so `cargo xtask bench provider` can say how close the provider gets to bare hyper.
+//! The benchmark ceiling: hyper answering `{"result":true}` with no work, so `cargo xtask bench
+//! provider` can say how close the provider gets to bare hyper.
 //!
-//! Usage: `ceiling 127.0.0.1:PORT` (prints `listening <addr>` once bound; stopped by a signal).
+//! Usage: `ceiling 127.0.0.1:PORT [--per-worker]` (stopped by a signal). Plain, it is the minimal
+//! hyper server: `#[tokio::main]`'s multi-threaded runtime and one accept loop. With
+//! `--per-worker` it serves the way the provider does (one single-threaded runtime and one
+//! `SO_REUSEPORT` listener per CPU, see `provider::server::bind`), so the two differ only in the
+//! provider's work.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -10,14 +14,41 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".to_owned());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening {}", listener.local_addr()?);
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let addr: SocketAddr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:0".to_owned())
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    if args.next().as_deref() == Some("--per-worker") {
+        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = provider::server::bind(addr, workers)?
+            .into_iter()
+            .map(|socket| {
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async { serve(socket.listen(1024)?).await })
+                })
+            })
+            .collect::<Vec<_>>();
+        for thread in threads {
+            thread.join().expect("a serving thread panicked")?;
+        }
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async { serve(TcpListener::bind(addr).await?).await })
+}
+
+async fn serve(listener: TcpListener) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

@@ -64,11 +64,15 @@ impl BenchProvider {
             .map_or(2, |n| n.get())
             .to_string();
 
-        // The ceiling, the provider as shipped (one JSON access line per request), and the
-        // provider with access lines off, to show what the logging costs.
+        // The ceiling, the provider as shipped (one JSON access line per request), the provider
+        // with access lines off (what the logging costs), and the ceiling serving the provider's
+        // way, one runtime and listener per CPU (what the provider's work alone costs).
         let ceiling_addr = free_loopback_addr()?;
         let mut ceiling = Command::new(&ceiling_bin);
         ceiling.arg(ceiling_addr.to_string());
+        let per_worker_addr = free_loopback_addr()?;
+        let mut per_worker = Command::new(&ceiling_bin);
+        per_worker.args([per_worker_addr.to_string().as_str(), "--per-worker"]);
         let provider_addr = free_loopback_addr()?;
         let mut provider = Command::new(&provider_bin);
         provider
@@ -96,9 +100,14 @@ impl BenchProvider {
                 Server::start("provider", &mut quiet, quiet_addr)?,
                 quiet_addr,
             ),
+            (
+                "ceiling, per worker",
+                Server::start("ceiling", &mut per_worker, per_worker_addr)?,
+                per_worker_addr,
+            ),
         ];
 
-        let mut rounds: [Vec<Figures>; 3] = Default::default();
+        let mut rounds: [Vec<Figures>; 4] = Default::default();
         for round in 1..=self.rounds.max(1) {
             let mut line = format!("round {round}:");
             for ((name, server, addr), figures) in servers.iter().zip(&mut rounds) {
@@ -117,7 +126,9 @@ impl BenchProvider {
         let quiet_ratio = median_ratio(&rounds[2], &rounds[0]);
         let provider_cpu_ratio = median_cpu_ratio(&rounds[0], &rounds[1]);
         let quiet_cpu_ratio = median_cpu_ratio(&rounds[0], &rounds[2]);
-        let [ceiling, provider, quiet] = rounds.map(best);
+        let work_ratio = median_ratio(&rounds[1], &rounds[3]);
+        let work_cpu_ratio = median_cpu_ratio(&rounds[3], &rounds[1]);
+        let [ceiling, provider, quiet, per_worker] = rounds.map(best);
 
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         println!();
@@ -136,6 +147,7 @@ impl BenchProvider {
             ("ceiling (bare hyper)", &ceiling),
             ("payment-provider", &provider),
             ("provider, PROVIDER_LOG=warn", &quiet),
+            ("ceiling, per worker", &per_worker),
         ] {
             println!(
                 "{name:<28} {:>12.0} {:>10.3} {:>10.3} {:>14.2}",
@@ -148,6 +160,9 @@ impl BenchProvider {
         println!("  without access log lines:  {quiet_ratio:.3}");
         println!(
             "CPU per request, ceiling/provider: {provider_cpu_ratio:.3} (median; {quiet_cpu_ratio:.3} without access lines)"
+        );
+        println!(
+            "against the per-worker ceiling (the provider's work alone): {work_ratio:.3} requests/s, {work_cpu_ratio:.3} CPU per request"
         );
         println!(
             "provider peak RSS:           {:.2} MiB (VmHWM; goal < 10 MiB)",
