@@ -33,8 +33,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One line per request goes into a shared buffer that is written out when full and every
-    // 100 ms, instead of one write(2) per line; whatever is left is flushed on the way out.
+    // One line per request goes into this thread's part of a shared buffer, written out when full
+    // and every 100 ms instead of one write(2) per line; whatever is left is flushed on the way out.
     let log = LogBuffer::stdout(std::time::Duration::from_millis(100));
     tracing_subscriber::registry()
         .with(
