@@ -250,13 +250,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn several_workers_share_one_port_and_the_kernel_spreads_connections() {
-        let listeners: Vec<TcpListener> = bind("127.0.0.1:0".parse().unwrap(), 3)
+    /// `workers` listeners sharing one free loopback port.
+    fn listening(workers: usize) -> Vec<TcpListener> {
+        bind("127.0.0.1:0".parse().unwrap(), workers)
             .unwrap()
             .into_iter()
             .map(|socket| socket.listen(128).unwrap())
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn several_workers_share_one_port_and_the_kernel_spreads_connections() {
+        let listeners = listening(3);
         let port = listeners[0].local_addr().unwrap().port();
         assert_ne!(port, 0);
         assert!(
@@ -296,11 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_server_with_several_workers_cannot_share_a_port_silently() {
-        let first: Vec<TcpListener> = bind("127.0.0.1:0".parse().unwrap(), 2)
-            .unwrap()
-            .into_iter()
-            .map(|socket| socket.listen(16).unwrap())
-            .collect();
+        let first = listening(2);
         let addr = first[0].local_addr().unwrap();
         for workers in [1, 2, 3] {
             let error = bind(addr, workers).expect_err("the port is taken");

@@ -218,22 +218,20 @@ fn best(rounds: Vec<Figures>) -> Figures {
 
 /// The median over rounds of `server` requests/s divided by `baseline` requests/s in the same round.
 fn median_ratio(server: &[Figures], baseline: &[Figures]) -> f64 {
-    median(
-        server
-            .iter()
-            .zip(baseline)
-            .map(|(s, b)| s.requests_per_sec / b.requests_per_sec)
-            .collect(),
-    )
+    median_of_ratios(server, baseline, |f| f.requests_per_sec)
 }
 
 /// The median over rounds of `baseline` CPU per request divided by `server` CPU per request.
 fn median_cpu_ratio(baseline: &[Figures], server: &[Figures]) -> f64 {
+    median_of_ratios(baseline, server, |f| f.cpu_us_per_request)
+}
+
+/// The median over paired rounds of `figure(top) / figure(bottom)`.
+fn median_of_ratios(top: &[Figures], bottom: &[Figures], figure: fn(&Figures) -> f64) -> f64 {
     median(
-        baseline
-            .iter()
-            .zip(server)
-            .map(|(b, s)| b.cpu_us_per_request / s.cpu_us_per_request)
+        top.iter()
+            .zip(bottom)
+            .map(|(t, b)| figure(t) / figure(b))
             .collect(),
     )
 }
