@@ -27,8 +27,8 @@ pub struct Timeouts {
 /// Binds one socket per worker thread to `addr`, not yet listening (see [`TcpSocket::listen`]).
 ///
 /// With several workers each socket sets `SO_REUSEPORT`, so the kernel spreads new connections
-/// over the workers' listeners and no connection moves between threads (Envoy and actix-web serve
-/// the same way); port 0 is resolved by the first socket and shared by the rest. One worker binds
+/// over the workers' listeners and no connection moves between threads (as Envoy's workers
+/// listen on Linux); port 0 is resolved by the first socket and shared by the rest. One worker binds
 /// plainly, as any server does.
 ///
 /// `SO_REUSEPORT` would also let a second provider of the same user share a port silently; a
