@@ -2,10 +2,10 @@
 //! provider` can say how close the provider gets to bare hyper.
 //!
 //! Usage: `ceiling 127.0.0.1:PORT [--per-worker]` (stopped by a signal). Plain, it is the minimal
-//! hyper server: `#[tokio::main]`'s multi-threaded runtime and one accept loop. With
-//! `--per-worker` it serves the way the provider does (one single-threaded runtime and one
-//! `SO_REUSEPORT` listener per CPU, see `provider::server::bind`), so the two differ only in the
-//! provider's work.
+//! hyper server: a multi-threaded runtime, one accept loop, hyper's defaults. With `--per-worker`
+//! it serves the way the provider does (one single-threaded runtime and one `SO_REUSEPORT`
+//! listener per CPU, see `provider::server::bind`, and responses written with one write(2)), so
+//! the two differ only in the provider's work.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -33,7 +33,7 @@ fn main() -> std::io::Result<()> {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    runtime.block_on(async { serve(socket.listen(1024)?).await })
+                    runtime.block_on(async { serve(socket.listen(1024)?, false).await })
                 })
             })
             .collect::<Vec<_>>();
@@ -45,10 +45,11 @@ fn main() -> std::io::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(async { serve(TcpListener::bind(addr).await?).await })
+        .block_on(async { serve(TcpListener::bind(addr).await?, true).await })
 }
 
-async fn serve(listener: TcpListener) -> std::io::Result<()> {
+/// `writev`: hyper's default (gather headers and body with writev(2)); the provider turns it off.
+async fn serve(listener: TcpListener, writev: bool) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
@@ -65,6 +66,7 @@ async fn serve(listener: TcpListener) -> std::io::Result<()> {
                 Ok::<_, Infallible>(response)
             });
             let _ = http1::Builder::new()
+                .writev(writev)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
