@@ -236,15 +236,6 @@ impl Tree {
         }
         out
     }
-
-    /// Files and roots of another tree, e.g. the policy bundle's (paths must not collide).
-    pub fn merge(&mut self, other: Tree) -> Result<(), Error> {
-        for (path, contents) in other.files {
-            self.insert(&path, contents)?;
-        }
-        self.roots.extend(other.roots);
-        Ok(())
-    }
 }
 
 /// The closest root strictly above `path`, and `path` relative to it.
@@ -321,41 +312,6 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("\n---\n").count(), 2, "{text}");
-    }
-
-    #[test]
-    fn a_merged_tree_lands_in_the_roots_of_the_tree_it_joins() {
-        let mut tree = Tree::new();
-        tree.add_root("flux/infrastructure/staging");
-        tree.add_objects(
-            "staging",
-            "flux/infrastructure/staging/namespaces.yaml",
-            vec![config_map("a")],
-        )
-        .expect("new path");
-        let mut policies = Tree::new();
-        policies
-            .add_objects(
-                "staging",
-                "flux/infrastructure/staging/policies/bundle.yaml",
-                vec![config_map("p")],
-            )
-            .expect("new path");
-        tree.merge(policies).expect("no collisions");
-        let files = tree.render().expect("renders");
-        assert!(
-            files["flux/infrastructure/staging/kustomization.yaml"]
-                .ends_with("resources:\n- namespaces.yaml\n- policies/bundle.yaml\n")
-        );
-        let mut clash = Tree::new();
-        clash
-            .add_objects(
-                "staging",
-                "flux/infrastructure/staging/namespaces.yaml",
-                vec![],
-            )
-            .expect("new path");
-        assert!(tree.merge(clash).is_err());
     }
 
     #[test]
