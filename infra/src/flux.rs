@@ -1,35 +1,25 @@
 //! Flux and kustomize types: only the fields the tree uses, serialised in the API's own field names.
 //!
-//! `GitRepository` is `source.toolkit.fluxcd.io/v1`, `Kustomization` is
-//! `kustomize.toolkit.fluxcd.io/v1` (Flux 2.x GA APIs); `KustomizeConfig` is the
-//! `kustomization.yaml` file `kubectl kustomize` reads.
+//! `GitRepository` (`source.toolkit.fluxcd.io/v1`) and `Kustomization`
+//! (`kustomize.toolkit.fluxcd.io/v1`) are `kube::CustomResource` types, as the kube ecosystem
+//! declares CRDs: group, version and kind come from the derive, and a test walks every field the
+//! tree emits through the real CRD schemas of the pinned Flux release (vendored in `infra/crds/`
+//! by `cargo xtask crds`). `KustomizeConfig` is the `kustomization.yaml` file `kubectl kustomize`
+//! reads (a config file, not an API object). Field order is the order the YAML shows.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A Flux git source.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct GitRepository {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: ObjectMeta,
-    pub spec: GitRepositorySpec,
-}
-
-impl GitRepository {
-    pub fn new(metadata: ObjectMeta, spec: GitRepositorySpec) -> GitRepository {
-        GitRepository {
-            api_version: "source.toolkit.fluxcd.io/v1".to_owned(),
-            kind: "GitRepository".to_owned(),
-            metadata,
-            spec,
-        }
-    }
-}
-
-/// `GitRepository.spec`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// `GitRepository.spec`: a Flux git source.
+#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "GitRepository",
+    namespaced
+)]
 #[serde(rename_all = "camelCase")]
 pub struct GitRepositorySpec {
     pub interval: String,
@@ -43,37 +33,29 @@ pub struct GitRepositorySpec {
     pub timeout: Option<String>,
 }
 
+impl GitRepository {
+    /// A GitRepository with `metadata` (the derive's own `new` takes a name only).
+    pub fn with_metadata(metadata: ObjectMeta, spec: GitRepositorySpec) -> GitRepository {
+        GitRepository { metadata, spec }
+    }
+}
+
 /// The git reference to follow.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitRef {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
 }
 
-/// A Flux Kustomization: apply a path of a source, as a service account.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Kustomization {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: ObjectMeta,
-    pub spec: KustomizationSpec,
-}
-
-impl Kustomization {
-    pub fn new(metadata: ObjectMeta, spec: KustomizationSpec) -> Kustomization {
-        Kustomization {
-            api_version: "kustomize.toolkit.fluxcd.io/v1".to_owned(),
-            kind: "Kustomization".to_owned(),
-            metadata,
-            spec,
-        }
-    }
-}
-
-/// `Kustomization.spec`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// `Kustomization.spec`: apply a path of a source, as a service account.
+#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "kustomize.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "Kustomization",
+    namespaced
+)]
 #[serde(rename_all = "camelCase")]
 pub struct KustomizationSpec {
     pub interval: String,
@@ -93,8 +75,15 @@ pub struct KustomizationSpec {
     pub target_namespace: Option<String>,
 }
 
+impl Kustomization {
+    /// A Kustomization with `metadata` (the derive's own `new` takes a name only).
+    pub fn with_metadata(metadata: ObjectMeta, spec: KustomizationSpec) -> Kustomization {
+        Kustomization { metadata, spec }
+    }
+}
+
 /// Reference to a source in the Kustomization's own namespace (cross-namespace refs are locked down).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceRef {
     pub kind: String,
@@ -102,7 +91,7 @@ pub struct SourceRef {
 }
 
 /// A Kustomization that must be ready first.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DependsOn {
     pub name: String,
@@ -127,5 +116,113 @@ impl KustomizeConfig {
             kind: "Kustomization".to_owned(),
             resources,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::testing;
+
+    /// `(kind, the v1 openAPIV3Schema of its CRD)`, as `cargo xtask crds` vendors them.
+    fn schemas() -> [(&'static str, Value); 2] {
+        let parse = |text: &str| -> Value {
+            serde_yaml_ng::from_str(text).expect("a vendored schema is YAML")
+        };
+        [
+            (
+                "GitRepository",
+                parse(include_str!(
+                    "../crds/source.toolkit.fluxcd.io_gitrepositories.yaml"
+                )),
+            ),
+            (
+                "Kustomization",
+                parse(include_str!(
+                    "../crds/kustomize.toolkit.fluxcd.io_kustomizations.yaml"
+                )),
+            ),
+        ]
+    }
+
+    /// Every field path of `value` that `schema` does not declare, or declares with another type.
+    /// `metadata` is the API server's ObjectMeta, which CRD schemas leave open.
+    fn undeclared(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+        let kind = schema["type"].as_str().unwrap_or("");
+        let fits = match value {
+            Value::Object(_) => kind == "object",
+            Value::Array(_) => kind == "array",
+            Value::String(_) => kind == "string" || schema["x-kubernetes-int-or-string"] == true,
+            Value::Bool(_) => kind == "boolean",
+            Value::Number(n) => kind == "number" || (kind == "integer" && n.is_i64()),
+            Value::Null => false,
+        };
+        if !fits {
+            out.push(format!(
+                "{path}: {value} is not of the schema's type `{kind}`"
+            ));
+            return;
+        }
+        match value {
+            Value::Object(fields) if path != ".metadata" => {
+                for (key, field) in fields {
+                    let at = format!("{path}.{key}");
+                    match schema["properties"].get(key) {
+                        Some(declared) => undeclared(field, declared, &at, out),
+                        None => out.push(format!("{at}: not in the schema")),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    undeclared(item, &schema["items"], &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_flux_field_the_tree_emits_is_in_the_real_crd_schema() {
+        let mut checked = 0;
+        for (kind, schema) in schemas() {
+            for (file, object) in testing::tree().objects() {
+                if object["kind"] != kind {
+                    continue;
+                }
+                let mut out = Vec::new();
+                undeclared(object, &schema, "", &mut out);
+                assert_eq!(out, Vec::<String>::new(), "{file}: {kind}");
+                checked += 1;
+            }
+        }
+        // Per environment: the bootstrap source and three platform Kustomizations, plus each
+        // service's source and Kustomization.
+        let per_environment = 4 + 2 * testing::spec().services.len();
+        assert_eq!(
+            checked,
+            testing::spec().environments.len() * per_environment
+        );
+    }
+
+    #[test]
+    fn a_misspelt_or_mistyped_field_is_reported_with_its_path() {
+        let [(_, schema), _] = schemas();
+        let object = json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "x", "anything": "goes"},
+            "spec": {"url": "https://x", "interval": 1, "ref": {"brnach": "main"}},
+        });
+        let mut out = Vec::new();
+        undeclared(&object, &schema, "", &mut out);
+        assert_eq!(
+            out,
+            [
+                ".spec.interval: 1 is not of the schema's type `string`",
+                ".spec.ref.brnach: not in the schema"
+            ]
+        );
     }
 }

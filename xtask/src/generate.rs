@@ -83,7 +83,7 @@ pub(crate) fn generate(root: &Path, tree: &Tree, mode: Mode) -> anyhow::Result<O
     let files = tree.render()?;
     let mut outcome = Outcome::default();
     for (path, contents) in &files {
-        ensure_file_contents(root, path, contents, mode, &mut outcome)?;
+        ensure_file_contents(root, path, contents, mode, "cargo xtask gen", &mut outcome)?;
     }
     for stray in stray_files(root, &files)? {
         match mode {
@@ -102,12 +102,13 @@ pub(crate) fn generate(root: &Path, tree: &Tree, mode: Mode) -> anyhow::Result<O
     Ok(outcome)
 }
 
-/// The single place generated files are written.
-fn ensure_file_contents(
+/// The single place generated files are written; `fix` is the command that regenerates `path`.
+pub(crate) fn ensure_file_contents(
     root: &Path,
     path: &str,
     contents: &str,
     mode: Mode,
+    fix: &str,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let full = root.join(path);
@@ -131,8 +132,9 @@ fn ensure_file_contents(
                 .with_context(|| format!("cannot write {}", full.display()))?;
         }
         Mode::Check => {
+            let name = fix.trim_start_matches("cargo xtask ");
             let problem = match current {
-                None => format!("{path}: missing (gen would create it): run `cargo xtask gen`"),
+                None => format!("{path}: missing ({name} would create it): run `{fix}`"),
                 Some(old) => {
                     let diff = similar::TextDiff::from_lines(old.as_str(), contents)
                         .unified_diff()
@@ -142,9 +144,7 @@ fn ensure_file_contents(
                             &format!("b/{path} (generated)"),
                         )
                         .to_string();
-                    format!(
-                        "{path}: stale, differs from what gen writes: run `cargo xtask gen`\n{diff}"
-                    )
+                    format!("{path}: stale, differs from what {name} writes: run `{fix}`\n{diff}")
                 }
             };
             outcome.problems.push(problem);

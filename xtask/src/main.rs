@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod crds;
 mod dist;
 mod e2e;
 mod generate;
@@ -31,6 +32,8 @@ enum Command {
     Dist(dist::Dist),
     /// Benchmarks that print figures (never pass/fail on time).
     Bench(bench::Bench),
+    /// Vendor the Flux CRD schemas the tree uses (from the e2e's pinned modules) into infra/crds/.
+    Crds(crds::Crds),
     /// End to end on a real control plane built from Go modules, with Flux reconciling `flux/`.
     E2e(e2e::E2e),
     /// The whole CI gate: fmt, clippy, tests, verify (what `.ci/run` calls).
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Policy(cmd) => cmd.run(),
         Command::Dist(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
+        Command::Crds(cmd) => cmd.run(),
         Command::E2e(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),
     }

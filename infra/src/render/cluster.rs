@@ -31,7 +31,7 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
             meta::labels(&platform.name, name, owner),
         )
     };
-    let source = GitRepository::new(
+    let source = GitRepository::with_metadata(
         flux_meta(FLUX_NAMESPACE),
         GitRepositorySpec {
             interval: "1m".into(),
@@ -44,7 +44,7 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
     );
     let platform_kustomization =
         |name: &str, path: &str, wait: bool, timeout: String, after: &[&str]| {
-            Kustomization::new(
+            Kustomization::with_metadata(
                 flux_meta(name),
                 KustomizationSpec {
                     interval: "10m".into(),

@@ -128,7 +128,7 @@ pub(super) fn developer_rbac(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error>
 pub(super) fn sync(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
     let (spec, service) = (ctx.spec, ctx.service);
     let app = app_dir(&service.name, ctx.env);
-    let repo = GitRepository::new(
+    let repo = GitRepository::with_metadata(
         ctx.metadata(&service.name),
         GitRepositorySpec {
             interval: "1m".into(),
@@ -141,7 +141,7 @@ pub(super) fn sync(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
             timeout: None,
         },
     );
-    let kustomization = Kustomization::new(
+    let kustomization = Kustomization::with_metadata(
         ctx.metadata(&service.name),
         KustomizationSpec {
             interval: "10m".into(),
