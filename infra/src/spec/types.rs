@@ -314,11 +314,9 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn production_images_carry_a_digest_and_staging_images_a_tag() {
-        let spec = Spec::embedded().expect("the shipped spec is valid");
+        let spec = crate::testing::spec();
         let provider = spec.service("payment-provider").expect("declared");
         let production = provider.image_ref(&spec.platform.registry, "production");
         assert!(production.contains("@sha256:"), "{production}");
