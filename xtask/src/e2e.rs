@@ -4,14 +4,15 @@
 
 mod checks;
 mod cluster;
-mod components;
+pub(crate) mod components;
 mod flux;
 mod git;
 mod gomod;
 mod network;
 mod pki;
-mod procs;
+pub(crate) mod procs;
 mod rbac;
+pub(crate) mod registry;
 mod tenancy;
 mod tree;
 
