@@ -54,6 +54,7 @@ pub(crate) fn build_release(sh: &Shell, targets: &[&str]) -> anyhow::Result<Path
                 format!("cannot add the {TARGET} target: run `rustup target add {TARGET}` by hand")
             })?;
     }
+    check_toolchain(sh)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let target_dir = target_dir(sh)?;
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
@@ -75,6 +76,33 @@ pub(crate) fn build_release(sh: &Shell, targets: &[&str]) -> anyhow::Result<Path
     .run()
     .context("the release build of the provider failed (see cargo's output above)")?;
     Ok(target_dir.join(TARGET).join("release"))
+}
+
+/// Fails unless `rustc` is the release `rust-toolchain.toml` names: rustup follows that file, a
+/// cargo installed another way does not, and another compiler would build another binary.
+fn check_toolchain(sh: &Shell) -> anyhow::Result<()> {
+    let file = sh.current_dir().join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let toolchain: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
+    let channel = toolchain
+        .get("toolchain")
+        .and_then(|t| t.get("channel"))
+        .and_then(|c| c.as_str())
+        .with_context(|| format!("{} has no toolchain.channel", file.display()))?;
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let version = cmd!(sh, "{rustc} --version")
+        .quiet()
+        .read()
+        .context("cannot run rustc --version")?;
+    if !version.starts_with(&format!("rustc {channel} ")) {
+        bail!(
+            "the provider's release build needs rustc {channel} ({}), but `{rustc}` is {version:?}: install rustup (it follows that file) or `rustup toolchain install {channel}`",
+            file.display()
+        );
+    }
+    Ok(())
 }
 
 /// The release build's whole `RUSTFLAGS`, in cargo's encoded form (0x1f between flags, so paths
