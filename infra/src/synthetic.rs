@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::spec::{
-    Caller, EnvVar, Environment, ExemptionSpec, Expose, Git, Override, Platform, PlatformFile,
-    Port, Probe, Probes, Quantities, Resources, Service, ServiceUrl, SourceFile, Team,
+    Caller, DigestSource, EnvVar, Environment, ExemptionSpec, Expose, Git, Override, Platform,
+    PlatformFile, Port, Probe, Probes, Quantities, Resources, Service, ServiceUrl, SourceFile,
+    Team,
 };
 
 /// The spec files of a synthetic platform: `(platform.toml, services/*.toml)`.
@@ -138,6 +139,8 @@ pub fn sources(services: usize, teams: usize) -> (SourceFile, Vec<SourceFile>) {
                         Override {
                             tag: None,
                             digest: Some(format!("sha256:{:064x}", k)),
+                            digest_source: Some(DigestSource::External),
+                            digest_reason: Some("synthetic service: no image exists".into()),
                             replicas: Some(2),
                         },
                     ),

@@ -171,6 +171,8 @@ reason = "the vendor image writes to its working directory"
 
 [environments.production]
 digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+digest_source = "external"
+digest_reason = "the vendor builds the image; its release notes give the digest"
 "#;
 
 /// A minimal valid `services/api.toml`: team `backend`, called by `web` on its port.
@@ -203,6 +205,8 @@ port = 8080
 [environments.production]
 digest = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 replicas = 3
+digest_source = "external"
+digest_reason = "built and pinned by the api team's release pipeline"
 
 [environments.staging]
 "#;

@@ -5,7 +5,8 @@ use std::time::Instant;
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-/// Run formatting, lints, every test, the tree verification and the second-opinion scanner.
+/// Run formatting, lints, every test, the tree verification, the second-opinion scanner, the
+/// provider's binary and image checks, and the end-to-end run.
 #[derive(clap::Args)]
 pub struct Ci {
     /// Skip the end-to-end run on a real control plane (it needs the Go module proxy on a cold machine).
@@ -48,6 +49,10 @@ impl Ci {
             Ok(cmd!(sh, "cargo xtask policy checkov").run()?)
         })?;
         step("dist", &mut || Ok(cmd!(sh, "cargo xtask dist").run()?))?;
+        // skopeo, umoci and a real registry over the image; two fresh clones, one digest.
+        step("image", &mut || {
+            Ok(cmd!(sh, "cargo xtask image --check --reproducible").run()?)
+        })?;
         if !self.no_e2e {
             step("e2e", &mut || Ok(cmd!(sh, "cargo xtask e2e").run()?))?;
         }

@@ -4,14 +4,15 @@
 
 mod checks;
 mod cluster;
-mod components;
+pub(crate) mod components;
 mod flux;
 mod git;
 mod gomod;
 mod network;
 mod pki;
-mod procs;
+pub(crate) mod procs;
 mod rbac;
+pub(crate) mod registry;
 mod tenancy;
 mod tree;
 
@@ -112,6 +113,23 @@ impl E2e {
             t0.elapsed(),
             cluster.server
         );
+        // The provider's image, pushed to a registry on loopback and pulled back by digest; the
+        // served tree must pin exactly that image for production.
+        let flux = self.flux_dir.clone().unwrap_or_else(|| root.join("flux"));
+        let image = registry::push_provider(
+            sh,
+            root,
+            &bins.path("registry"),
+            &flux,
+            &dir.join("registry"),
+            &mut procs,
+        );
+        if let Ok(pushed) = &image {
+            println!(
+                "1. provider image {}@{} on the registry at {}",
+                pushed.reference, pushed.digest, pushed.registry
+            );
+        }
 
         // 2. The served commit: the checkout's files with every GitRepository URL pointed at the
         // loopback server (the tenants' GitRepositories come from git too, so the commit must).
@@ -151,6 +169,10 @@ impl E2e {
         }
 
         let mut steps = vec![
+            Step {
+                name: "1. provider image and registry",
+                result: image.map(|pushed| pushed.summary),
+            },
             Step {
                 name: "1-3. control plane, git, Flux",
                 result: Ok(format!(

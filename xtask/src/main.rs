@@ -6,6 +6,7 @@ mod crds;
 mod dist;
 mod e2e;
 mod generate;
+mod image;
 mod policy;
 mod verify;
 
@@ -30,6 +31,8 @@ enum Command {
     Policy(policy::Policy),
     /// Build the fully static (musl) payment-provider binary.
     Dist(dist::Dist),
+    /// Build the provider's OCI image in Rust, reproducibly; push, pin or check it.
+    Image(image::Image),
     /// Benchmarks that print figures (never pass/fail on time).
     Bench(bench::Bench),
     /// Vendor the Flux CRD schemas the tree uses (from the e2e's pinned modules) into infra/crds/.
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(cmd) => cmd.run(),
         Command::Policy(cmd) => cmd.run(),
         Command::Dist(cmd) => cmd.run(),
+        Command::Image(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Crds(cmd) => cmd.run(),
         Command::E2e(cmd) => cmd.run(),

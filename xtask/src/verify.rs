@@ -54,9 +54,17 @@ impl Verify {
                 )
             }));
         }
+        // Its own step: the digests this repository builds are the images it builds now.
+        let image_pins = crate::image::spec_pin_problems(&crate::project_root(), &spec)?;
+        let built_pins = spec
+            .services
+            .iter()
+            .map(|s| s.built_digests().count())
+            .sum::<usize>();
+        problems.extend(image_pins);
         if problems.is_empty() {
             println!(
-                "verify: ok ({} objects, {} kustomize builds, cross-object checks and {} policy reports passed)",
+                "verify: ok ({} objects, {} kustomize builds, cross-object checks, {} policy reports and {built_pins} built-image digest(s) passed)",
                 tree.objects().count(),
                 roots.len(),
                 reports.len()

@@ -111,12 +111,11 @@ pub(super) fn deployment(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
+    let image = service.image_ref(&spec.platform.registry, env);
     let container = Container {
         name: service.name.clone(),
-        image: Some(service.image_ref(&spec.platform.registry, env)),
-        // Always: the kubelet re-checks the pull credentials, so another pod on the node cannot
-        // run a cached private image it has no right to pull (a digest keeps it cheap).
-        image_pull_policy: Some("Always".into()),
+        image_pull_policy: Some(pull_policy(&image).into()),
+        image: Some(image),
         ports: Some(
             service
                 .ports
@@ -274,9 +273,41 @@ pub(super) fn pod_disruption_budget(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>,
     })
 }
 
+/// `IfNotPresent` for an image pinned by digest (immutable: a cached copy is that image), `Always`
+/// for a tag (it may have moved). Private images on shared nodes need the cluster's
+/// `AlwaysPullImages` admission plugin, which re-checks pull credentials whatever the policy.
+fn pull_policy(image: &str) -> &'static str {
+    if image.contains("@sha256:") {
+        "IfNotPresent"
+    } else {
+        "Always"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testing::{self, find};
+
+    #[test]
+    fn digest_pinned_images_are_pulled_if_not_present_and_tags_always() {
+        let tree = testing::tree();
+        for (env, policy, pinned) in [
+            ("production", "IfNotPresent", true),
+            ("staging", "Always", false),
+        ] {
+            let provider = find(
+                tree,
+                "Deployment",
+                "payment-provider",
+                "payment-provider",
+                env,
+            );
+            let container = &provider["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(container["imagePullPolicy"], policy, "{env}");
+            let image = container["image"].as_str().expect("an image");
+            assert_eq!(image.contains("@sha256:"), pinned, "{image}");
+        }
+    }
 
     #[test]
     fn antaeus_points_at_the_provider_service_url() {

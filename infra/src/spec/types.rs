@@ -258,8 +258,25 @@ pub struct Override {
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Where `digest` comes from; required with a digest, so no digest is a stand-in nobody owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_source: Option<DigestSource>,
+    /// Who builds an `external` image and pins its digest (required for `external` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
+}
+
+/// Where a pinned digest comes from.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DigestSource {
+    /// The image this repository builds (`cargo xtask image`): `cargo xtask verify` rebuilds it
+    /// and fails unless the digest is the built image's.
+    Build,
+    /// An image built elsewhere; `digest_reason` says by whom and how the digest is pinned.
+    External,
 }
 
 /// The whole validated platform: what rendering reads.
@@ -296,6 +313,16 @@ impl Service {
             Some(digest) => format!("{registry}/{}:{tag}@{digest}", self.image),
             None => format!("{registry}/{}:{tag}", self.image),
         }
+    }
+
+    /// `(environment, digest)` of every digest this repository builds (`digest_source = "build"`).
+    pub fn built_digests(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.environments.iter().filter_map(|(env, over)| {
+            match (over.digest_source, over.digest.as_deref()) {
+                (Some(DigestSource::Build), Some(digest)) => Some((env.as_str(), digest)),
+                _ => None,
+            }
+        })
     }
 
     /// Replicas in `environment`.

@@ -1,10 +1,10 @@
 //! Validation of a service's per-environment overrides: declared environments, tags, replicas,
-//! and digests where the environment requires them.
+//! digests where the environment requires them, and where each digest comes from.
 
 use super::{Declared, check_tag};
 use crate::spec::problems::{Seg, Sink};
 use crate::spec::syntax::is_digest;
-use crate::spec::types::Service;
+use crate::spec::types::{DigestSource, Service};
 
 pub(super) fn check(sink: &mut Sink<'_>, s: &Service, declared: &Declared<'_>) {
     use Seg::Key;
@@ -38,6 +38,7 @@ pub(super) fn check(sink: &mut Sink<'_>, s: &Service, declared: &Declared<'_>) {
             ),
             _ => {}
         }
+        check_digest_source(sink, env, over);
     }
     for (env, require_digest) in &declared.environments {
         if *require_digest && !s.environments.contains_key(*env) {
@@ -46,6 +47,35 @@ pub(super) fn check(sink: &mut Sink<'_>, s: &Service, declared: &Declared<'_>) {
                 format!("environment `{env}` requires images pinned by digest: add [environments.{env}] with `digest`"),
             );
         }
+    }
+}
+
+/// A digest says where it comes from (`build`: verify rebuilds it; `external`: with the reason),
+/// so no digest in the spec is a stand-in that belongs to no image.
+fn check_digest_source(sink: &mut Sink<'_>, env: &str, over: &crate::spec::types::Override) {
+    use Seg::Key;
+    let reason = over.digest_reason.as_deref().map(str::trim);
+    match (&over.digest, over.digest_source) {
+        (Some(_), None) => sink.push(
+            &[Key("environments"), Key(env), Key("digest")],
+            "a digest must say where it comes from: add `digest_source = \"build\"` (the image `cargo xtask image` builds; verify checks the digest) or `digest_source = \"external\"` with a `digest_reason`".to_owned(),
+        ),
+        (None, Some(_)) => sink.push(
+            &[Key("environments"), Key(env), Key("digest_source")],
+            "`digest_source` without a `digest`: remove it or pin the digest".to_owned(),
+        ),
+        _ => {}
+    }
+    match (over.digest_source, reason) {
+        (Some(DigestSource::External), None | Some("")) => sink.push(
+            &[Key("environments"), Key(env), Key("digest_source")],
+            "an external digest needs a `digest_reason`: who builds the image and pins its digest".to_owned(),
+        ),
+        (Some(DigestSource::Build), Some(_)) => sink.push(
+            &[Key("environments"), Key(env), Key("digest_reason")],
+            "`digest_reason` is for external digests; a built digest is explained by `cargo xtask image`".to_owned(),
+        ),
+        _ => {}
     }
 }
 
@@ -82,11 +112,39 @@ mod tests {
             .problems();
         assert_has(
             &found,
-            "infra/services/api.toml:31:1: environments.qa: environment `qa` is not declared in platform.toml",
+            "infra/services/api.toml:33:1: environments.qa: environment `qa` is not declared in platform.toml",
         );
     }
 
     const CASES: &[Case] = &[
+        (
+            "a digest that does not say where it comes from",
+            "api",
+            "digest_source = \"external\"\n",
+            "",
+            "environments.production.digest: a digest must say where it comes from: add `digest_source = \"build\"` (the image `cargo xtask image` builds; verify checks the digest) or `digest_source = \"external\"` with a `digest_reason`",
+        ),
+        (
+            "an external digest without a reason",
+            "api",
+            "digest_reason = \"",
+            "# digest_reason = \"",
+            "environments.production.digest_source: an external digest needs a `digest_reason`: who builds the image and pins its digest",
+        ),
+        (
+            "a built digest with a reason",
+            "api",
+            "digest_source = \"external\"",
+            "digest_source = \"build\"",
+            "environments.production.digest_reason: `digest_reason` is for external digests; a built digest is explained by `cargo xtask image`",
+        ),
+        (
+            "a digest source without a digest",
+            "api",
+            "[environments.staging]",
+            "[environments.staging]\ndigest_source = \"build\"",
+            "environments.staging.digest_source: `digest_source` without a `digest`: remove it or pin the digest",
+        ),
         (
             "a malformed digest",
             "api",
