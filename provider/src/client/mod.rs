@@ -8,7 +8,7 @@ mod send;
 
 pub use args::{Args, Parsed, USAGE};
 
-use send::{Sender, Sent};
+use send::Sent;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
@@ -60,7 +60,6 @@ struct Line<'a> {
 
 /// Sends `args.count` charges, one line each into `out`; the error is the failure line's cause.
 pub async fn run(args: &Args, out: &mut impl Write) -> Result<(), String> {
-    let sender = Sender::new();
     let mut failures = 0;
     let mut first_failure = None;
     for n in 1..=args.count {
@@ -68,7 +67,7 @@ pub async fn run(args: &Args, out: &mut impl Write) -> Result<(), String> {
             tokio::time::sleep(args.interval).await;
         }
         let started = Instant::now();
-        let sent = sender.send(args).await;
+        let sent = send::send(args).await;
         let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         let (line, verdict) = match &sent {
             Sent::Answered { status, body } => {
