@@ -65,6 +65,9 @@ pub const COMPONENTS: &[Component] = &[
                 "k8s.io/kubernetes/cmd/kube-controller-manager",
             ),
             ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
+            // The real node's agents (`node`): the same module and version as the control plane.
+            ("kubelet", "k8s.io/kubernetes/cmd/kubelet"),
+            ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
         ],
         stamp: Stamp::Kubernetes,
         no_sumdb: None,
@@ -108,6 +111,20 @@ pub const COMPONENTS: &[Component] = &[
         )],
         stamp: Stamp::None,
         no_sumdb: Some("github.com/np-guard"),
+    },
+    // The real node's NetworkPolicy dataplane, firewall only (`kube_router`). v2.1.0 is the only v2
+    // the module proxy serves, and security flaws are reported against it: it runs only inside the
+    // run's own network namespace, as a test dataplane, never as advice for a cluster.
+    Component {
+        name: "kube-router",
+        module: "github.com/cloudnativelabs/kube-router/v2",
+        version: "v2.1.0",
+        binaries: &[(
+            "kube-router",
+            "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
+        )],
+        stamp: Stamp::None,
+        no_sumdb: None,
     },
 ];
 
