@@ -43,7 +43,9 @@ pub struct E2e {
     #[arg(long, conflicts_with = "build_only")]
     update_modules: bool,
     /// The environment whose entry point `flux/clusters/<ENV>/` the cluster is bootstrapped with.
-    #[arg(long, default_value = "staging")]
+    /// Production by default: its tree pins the provider's image by digest, so the real node proves
+    /// that the digest Flux deploys is the one this checkout builds.
+    #[arg(long, default_value = "production")]
     env: String,
     /// Serve this folder as `flux/` instead of the checkout's own (to try a tree before it lands).
     #[arg(long, value_name = "DIR")]

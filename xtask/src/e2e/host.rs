@@ -169,10 +169,10 @@ fn in_namespaces(namespaces: &[&str]) -> BTreeSet<u32> {
             continue;
         };
         for ns in ["mnt", "net"] {
-            if let Ok(link) = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")) {
-                if namespaces.contains(&link.display().to_string().as_str()) {
-                    out.insert(pid);
-                }
+            if let Ok(link) = std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+                && namespaces.contains(&link.display().to_string().as_str())
+            {
+                out.insert(pid);
             }
         }
     }

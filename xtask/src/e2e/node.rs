@@ -210,6 +210,7 @@ fn start_kube_proxy(
         "clusterCIDR": super::cluster::CLUSTER_CIDR,
         "healthzBindAddress": format!("127.0.0.1:{}", free_port()?),
         "metricsBindAddress": format!("127.0.0.1:{}", free_port()?),
+        "nodePortAddresses": ["primary"],
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
     });
     std::fs::write(&config, serde_json::to_string_pretty(&value)?)?;
