@@ -1,28 +1,27 @@
-//! The real node's images: the pause image (kubernetes' own `build/pause/linux/pause.c`, compiled
-//! `gcc -O2 -static`) and the provider's image, both assembled by `cargo xtask image`'s OCI writer
-//! before the run enters its namespace; inside it, the provider's image is pushed to the run's
-//! loopback registry under the tree's repository and tag, so the node pulls what the tree names.
+//! The real node's images: the pause image (kubernetes' own `build/pause/linux/pause.c` from the
+//! module, compiled `gcc -O2 -static`), assembled by `cargo xtask image`'s OCI writer before the
+//! run enters its namespace and imported into containerd with `ctr`. (The provider's image is
+//! built and pushed to the loopback registry by `registry::push_provider`.)
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use super::components::{self, Binaries};
-use super::procs::Processes;
+use super::components;
+use crate::image::oci::{self, Config, Entry, Image, Layer};
+
+/// The sandbox image's tag, as containerd is told (`containerd::PAUSE_IMAGE`).
+const PAUSE_TAG: &str = "3.10";
 
 /// The pause image as an OCI-layout tar, for `ctr images import`.
 pub fn pause_tar(dir: &Path) -> PathBuf {
     dir.join("images").join("pause.tar")
 }
 
-fn provider_layout(dir: &Path) -> PathBuf {
-    dir.join("images").join("provider")
-}
-
-/// Builds both images into the run folder (outside the namespace: the provider's build may need
-/// crates, the pause source comes from the kubernetes module).
-pub fn prepare(sh: &Shell, root: &Path, _bins: &Binaries, dir: &Path) -> anyhow::Result<()> {
+/// Compiles pause.c from the kubernetes module and writes its image into the run folder (outside
+/// the namespace: the module may have to be downloaded).
+pub fn prepare(sh: &Shell, root: &Path, dir: &Path) -> anyhow::Result<()> {
     let images = dir.join("images");
     std::fs::create_dir_all(&images)?;
     let source = components::module_dir(sh, root, "kubernetes")?
@@ -30,26 +29,28 @@ pub fn prepare(sh: &Shell, root: &Path, _bins: &Binaries, dir: &Path) -> anyhow:
         .join("pause")
         .join("linux")
         .join("pause.c");
-    let binary = images.join("pause");
+    let binary = images.join("pause-binary");
     cmd!(sh, "gcc -O2 -static -o {binary} {source}")
         .quiet()
         .run()
         .with_context(|| format!("compiling {} with gcc -static", source.display()))?;
-    let _ = provider_layout(dir);
-    let tar = pause_tar(dir);
-    cmd!(sh, "/tmp/node-pause-oci.sh {binary} {tar}").run()?;
+    let bytes = std::fs::read(&binary)?;
+    let image = Image {
+        layers: vec![Layer::new(
+            "gcc -O2 -static build/pause/linux/pause.c (k8s.io/kubernetes)",
+            vec![Entry::file("/pause", 0o755, bytes)],
+        )],
+        config: Config {
+            entrypoint: vec!["/pause".into()],
+            user: Some("65535:65535".into()),
+            ..Config::default()
+        },
+        created: 0,
+        annotations: Default::default(),
+        ref_name: PAUSE_TAG.into(),
+    };
+    let written = oci::write(&image, &images.join("pause"))?;
+    std::fs::rename(&written.tar, pause_tar(dir))
+        .with_context(|| format!("moving {}", written.tar.display()))?;
     Ok(())
-}
-
-/// Starts the loopback registry and pushes the provider's image as the tree's `reference`;
-/// returns the pushed manifest's digest (`sha256:…`).
-pub fn publish(
-    _sh: &Shell,
-    _bins: &Binaries,
-    _dir: &Path,
-    _port: u16,
-    reference: &str,
-    _procs: &mut Processes,
-) -> anyhow::Result<String> {
-    bail!("cannot push {reference}: the registry component is not merged yet")
 }
