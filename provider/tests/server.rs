@@ -59,6 +59,15 @@ fn every_bad_body_gets_400_and_the_server_still_serves() {
             br#"{"currency":{},"value":1e999,"customer_id":1}"#,
             "value must be finite",
         ),
+        // Not UTF-8 and a lone surrogate, both where the provider reads nothing.
+        (
+            b"{\"currency\":\"\xff\xfe\",\"value\":1,\"customer_id\":1}",
+            "invalid UTF-8 byte 0xff at line 1 column 14",
+        ),
+        (
+            br#"{"currency":{},"customer_id":1,"value":1,"memo":"\udead"}"#,
+            "lone surrogate \\\\udead",
+        ),
     ] {
         let answer = post(
             server.addr,

@@ -3,6 +3,7 @@
 
 mod media_type;
 mod parse;
+mod text;
 
 pub use parse::{Charge, parse};
 
@@ -215,6 +216,10 @@ mod tests {
             (
                 br#"{"currency":{},"value":1}"#,
                 "missing field `customer_id`",
+            ),
+            (
+                b"{\"currency\":\"\xff\xfe\",\"value\":1,\"customer_id\":1}",
+                "invalid UTF-8",
             ),
         ] {
             let (status, error) = refusal(&app, post("/", Bytes::from_static(body))).await;
