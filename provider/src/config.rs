@@ -188,7 +188,9 @@ impl Config {
     pub fn help() -> String {
         let mut out = String::from(
             "payment-provider: charges Antaeus invoices over HTTP, succeeding at random\n\n\
-             usage: payment-provider [--help | --version]\n\n\
+             usage: payment-provider [--help | --version]    serve, configured by the variables below\n\
+             \x20      payment-provider charge [URL] [options]  send a charge as stock Antaeus does, a smoke test\n\
+             \x20                                               (see payment-provider charge --help)\n\n\
              POST / or /v1/charges {\"currency\":…,\"value\":<number>,\"customer_id\":<integer>} -> {\"result\":true|false}\n\
              GET /healthz, /readyz, /metrics\n\n\
              configuration (environment variables):\n",

@@ -1,10 +1,12 @@
 //! The Antaeus payment provider: charges invoices at random over HTTP (binary `payment-provider`).
 //!
 //! [`handler::handle`] answers one request without a socket; [`server::serve`] runs it on a
-//! listener with timeouts and graceful shutdown; [`config::Config`] reads the environment.
+//! listener with timeouts and graceful shutdown; [`config::Config`] reads the environment;
+//! [`client`] is `payment-provider charge`, the smoke-test client the image carries.
 
 pub mod app;
 pub mod charge;
+pub mod client;
 pub mod config;
 pub mod handler;
 pub mod idempotency;

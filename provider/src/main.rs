@@ -1,4 +1,5 @@
-//! `payment-provider`: config from the environment → bind → serve → drain on SIGTERM/SIGINT.
+//! `payment-provider`: serves (config from the environment → bind → serve → drain on SIGTERM),
+//! or, as `payment-provider charge`, sends charges to one.
 
 use provider::Config;
 use provider::log::{JsonLine, LogBuffer};
@@ -12,6 +13,7 @@ fn main() -> ExitCode {
         return serve();
     };
     match first.to_str() {
+        Some("charge") => provider::client::main(args),
         Some("-h" | "--help") => {
             print!("{}", Config::help());
             ExitCode::SUCCESS
@@ -22,7 +24,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "payment-provider: unexpected argument {first:?}: configure with environment variables, see payment-provider --help"
+                "payment-provider: unexpected argument {first:?}: the server is configured with environment variables, the client is `payment-provider charge`; see payment-provider --help"
             );
             ExitCode::from(2)
         }

@@ -121,7 +121,7 @@ fn an_unexpected_argument_exits_2_with_one_line() {
 }
 
 #[test]
-fn help_lists_every_variable_with_its_default() {
+fn help_lists_every_variable_with_its_default_and_the_charge_client() {
     let output = run(&["--help"], &[]);
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
@@ -133,6 +133,7 @@ fn help_lists_every_variable_with_its_default() {
         "PROVIDER_LOG",
         "(default 0.0.0.0:9000)",
         "(default 0.5)",
+        "payment-provider charge [URL] [options]",
     ] {
         assert!(help.contains(line), "{line} in {help}");
     }

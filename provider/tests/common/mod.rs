@@ -1,6 +1,6 @@
-//! What the loopback and process tests share: the sample charge, the configuration from
+//! What the loopback, process and client tests share: the sample charge, the configuration from
 //! pairs, a provider served in this process on 127.0.0.1:0, the built binary as a process, hyper's
-//! client and raw TCP.
+//! client and raw TCP, and a canned peer that records what a client sends.
 
 #![allow(dead_code, reason = "each test binary uses some of the helpers")]
 
@@ -292,4 +292,74 @@ pub fn one_line(stderr: &[u8]) -> String {
     let text = String::from_utf8(stderr.to_vec()).expect("stderr is UTF-8");
     assert_eq!(text.lines().count(), 1, "one line: {text:?}");
     text
+}
+
+/// A peer on 127.0.0.1:0 that answers each of `connections` connections, one after another, with
+/// `response` (or, for `None`, reads and never answers) and hands over each request's bytes.
+pub struct Canned {
+    pub addr: SocketAddr,
+    pub requests: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Canned {
+    pub fn start(response: Option<&'static str>, connections: usize) -> Canned {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let addr = listener.local_addr().expect("bound");
+        let (tx, requests) = mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..connections {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    return;
+                };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = read_request(&mut stream);
+                let _ = tx.send(request);
+                match response {
+                    Some(response) => {
+                        let _ = stream.write_all(response.as_bytes());
+                    }
+                    // Silent: hold the connection until the client gives up and closes it.
+                    None => {
+                        let _ = stream.read(&mut [0; 1]);
+                    }
+                }
+            }
+        });
+        Canned { addr, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn request(&self) -> String {
+        let bytes = self
+            .requests
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a request arrived");
+        String::from_utf8(bytes).expect("the request is UTF-8")
+    }
+}
+
+/// One request: its head up to the blank line, then as many bytes as `content-length` says.
+fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        if let Some(head_end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if request.len() >= head_end + 4 + length {
+                return request;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return request,
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
