@@ -114,6 +114,17 @@ impl Config {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// Reads the configuration from `(variable, value)` pairs, as if they were the whole
+    /// environment: for tests and for embedding the server.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            pairs
+                .iter()
+                .rfind(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &'static str| -> Option<(&'static str, String)> {
@@ -177,7 +188,9 @@ impl Config {
     pub fn help() -> String {
         let mut out = String::from(
             "payment-provider: charges Antaeus invoices over HTTP, succeeding at random\n\n\
-             usage: payment-provider [--help | --version]\n\n\
+             usage: payment-provider [--help | --version]    serve, configured by the variables below\n\
+             \x20      payment-provider charge [URL] [options]  send a charge as stock Antaeus does, a smoke test\n\
+             \x20                                               (see payment-provider charge --help)\n\n\
              POST / or /v1/charges {\"currency\":…,\"value\":<number>,\"customer_id\":<integer>} -> {\"result\":true|false}\n\
              GET /healthz, /readyz, /metrics\n\n\
              configuration (environment variables):\n",
@@ -237,14 +250,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_pairs(pairs)
     }
 
     #[test]

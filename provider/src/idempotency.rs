@@ -129,6 +129,13 @@ mod tests {
         );
     }
 
+    /// A key first stored with the outcome `true`, asked again with a draw that would give `false`.
+    fn again(store: &mut IdempotencyStore, key: &str, at: Instant) -> Lookup {
+        store.resolve(key, 1, at, || false)
+    }
+    const FORGOTTEN: Lookup = Lookup::Fresh(false);
+    const KNOWN: Lookup = Lookup::Replayed(true);
+
     #[test]
     fn the_oldest_key_is_forgotten_when_the_store_is_full() {
         let mut store = IdempotencyStore::new(2, HOUR);
@@ -137,16 +144,8 @@ mod tests {
         store.resolve("b", 1, now, || true);
         store.resolve("c", 1, now, || true);
         assert_eq!(store.len(), 2);
-        assert_eq!(
-            store.resolve("a", 1, now, || false),
-            Lookup::Fresh(false),
-            "a was evicted"
-        );
-        assert_eq!(
-            store.resolve("c", 1, now, || false),
-            Lookup::Replayed(true),
-            "c is still known"
-        );
+        assert_eq!(again(&mut store, "a", now), FORGOTTEN, "a was evicted");
+        assert_eq!(again(&mut store, "c", now), KNOWN, "c is still known");
     }
 
     #[test]
@@ -156,14 +155,10 @@ mod tests {
         store.resolve("a", 1, start, || true);
         store.resolve("b", 1, start + HOUR / 2, || true);
         let later = start + HOUR + Duration::from_secs(1);
+        assert_eq!(again(&mut store, "a", later), FORGOTTEN, "a expired");
         assert_eq!(
-            store.resolve("a", 1, later, || false),
-            Lookup::Fresh(false),
-            "a expired"
-        );
-        assert_eq!(
-            store.resolve("b", 1, later, || false),
-            Lookup::Replayed(true),
+            again(&mut store, "b", later),
+            KNOWN,
             "b is younger than the ttl"
         );
         assert_eq!(store.len(), 2);

@@ -1,5 +1,6 @@
 //! The charge request Antaeus sends, parsed and checked without losing any digit of `value`.
 
+use super::text;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
@@ -25,13 +26,19 @@ pub struct Charge {
 }
 
 /// Parses and checks a request body; the error says what is wrong, fit for a 400 answer.
+///
+/// The whole body must be JSON text, including what is ignored: see [`text`] for the checks
+/// serde_json leaves out of skipped values.
 pub fn parse(body: &[u8]) -> Result<Charge, String> {
+    let json = text::utf8(body)?;
     // serde's derive also accepts a struct written as an array (`[{},1,42]`); Antaeus never sends one.
-    if body.trim_ascii_start().starts_with(b"[") {
+    if json.trim_ascii_start().starts_with('[') {
         return Err("invalid charge request: expected a JSON object with currency, value and customer_id, got an array".to_owned());
     }
+    // From text already known to be UTF-8: serde_json then does not decode each string again.
     let wire: Wire =
-        serde_json::from_slice(body).map_err(|e| format!("invalid charge request: {e}"))?;
+        serde_json::from_str(json).map_err(|e| format!("invalid charge request: {e}"))?;
+    text::no_lone_surrogates(json)?;
     check_value(wire.value.get())?;
     Ok(Charge {
         customer_id: wire.customer_id,
@@ -87,7 +94,12 @@ mod tests {
     }
 
     #[test]
-    fn the_exact_antaeus_body_is_accepted() {
+    fn stock_antaeus_bodies_are_accepted() {
+        assert_eq!(
+            parse(super::super::ANTAEUS_BODY.as_bytes()),
+            Ok(Charge { customer_id: 1 })
+        );
+        // A BigDecimal with many digits, keys in another order.
         let body = r#"{"currency":{},"value":1234.5678901234567890123456789,"customer_id":42}"#;
         assert_eq!(parse(body.as_bytes()), Ok(Charge { customer_id: 42 }));
     }
@@ -190,5 +202,109 @@ mod tests {
             error(r#"{"currency":{},"value":1,"value":2,"customer_id":1}"#)
                 .contains("duplicate field `value`")
         );
+    }
+
+    fn refused(body: &[u8]) -> String {
+        parse(body).expect_err(&String::from_utf8_lossy(body))
+    }
+
+    /// serde_json skips `currency`, unknown fields and what nests in them without decoding their
+    /// strings; the body is still checked as UTF-8 JSON text everywhere.
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_wherever_they_stand() {
+        for (body, place) in [
+            (
+                &b"{\"currency\":\"\xff\xfe\",\"value\":1,\"customer_id\":1}"[..],
+                "byte 0xff at line 1 column 14 (byte offset 13)",
+            ),
+            (
+                b"{\"currency\":{},\"customer_id\":1,\"value\":263.94,\"note\":\"\xc3\x28\"}",
+                "byte 0xc3 at line 1 column 55",
+            ),
+            (
+                b"{\"currency\":{\"code\":\"\xed\xa0\x80\"},\"customer_id\":1,\"value\":1}",
+                "byte 0xed at line 1 column 22",
+            ),
+            (
+                b"{\"currency\":{\"\xff\":1},\"customer_id\":1,\"value\":1}",
+                "byte 0xff at line 1 column 15",
+            ),
+            (
+                b"{\"currency\":[\"ok\",\"\xc0\xaf\"],\"customer_id\":1,\"value\":1}",
+                "byte 0xc0 at line 1 column 20",
+            ),
+            // A key serde_json reads: refused before too, now with the same message.
+            (
+                b"{\"\xfe\":1,\"currency\":{},\"customer_id\":1,\"value\":1}",
+                "byte 0xfe at line 1 column 3",
+            ),
+        ] {
+            let err = refused(body);
+            assert!(
+                err.starts_with("invalid charge request: invalid UTF-8") && err.contains(place),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_refused_wherever_they_stand() {
+        for (body, place) in [
+            (
+                r#"{"currency":"\ud800","customer_id":1,"value":1}"#,
+                "\\ud800 in a string at line 1 column 14",
+            ),
+            (
+                r#"{"currency":{"code":"\udc00"},"customer_id":1,"value":1}"#,
+                "\\udc00 in a string at line 1 column 22",
+            ),
+            (
+                r#"{"currency":{},"customer_id":1,"value":1,"memo":["\ud83d"]}"#,
+                "\\ud83d in a string at line 1 column 51",
+            ),
+            (
+                r#"{"currency":{"\udead":1},"customer_id":1,"value":1}"#,
+                "\\udead in a string at line 1 column 15",
+            ),
+        ] {
+            let err = error(body);
+            assert!(
+                err.contains("lone surrogate") && err.contains(place),
+                "{err}"
+            );
+        }
+        // Keys and values serde_json reads were refused before, in its own words.
+        let err = error(r#"{"\ud800":1,"currency":{},"customer_id":1,"value":1}"#);
+        assert!(
+            err.contains("unexpected end of hex escape at line 1 column 9"),
+            "{err}"
+        );
+        // A pair is one character, outside the Basic Multilingual Plane.
+        assert!(parse(br#"{"currency":"\ud83d\udcb6","customer_id":1,"value":1}"#).is_ok());
+    }
+
+    /// These were refused before (serde_json checks the grammar of what it skips); kept so.
+    #[test]
+    fn invalid_json_inside_currency_is_refused() {
+        for (currency, problem) in [
+            (r#"{"a"}"#, "expected `:`"),
+            ("[1,]", "expected value"),
+            ("01", "invalid number"),
+            ("1.", "invalid number"),
+            (r#""\q""#, "invalid escape"),
+            ("\"a\u{1}b\"", "control character"),
+            ("tru", "expected ident"),
+            ("{\"a\":1", "EOF while parsing an object"),
+        ] {
+            let body = format!(r#"{{"currency":{currency},"customer_id":1,"value":1}}"#);
+            let err = error(&body);
+            assert!(err.contains(problem), "{currency}: {err}");
+            assert!(err.contains("at line 1 column"), "{currency}: {err}");
+        }
+        // Any JSON value stays accepted, as Antaeus's `{}` is.
+        for currency in [r#"{"a":1,"a":[null,true,1e999,"\u00e9"]}"#, "\"EUR\"", "[]"] {
+            let body = format!(r#"{{"currency":{currency},"customer_id":1,"value":1}}"#);
+            assert!(parse(body.as_bytes()).is_ok(), "{currency}");
+        }
     }
 }
