@@ -5,6 +5,7 @@ mod ci;
 mod dist;
 mod e2e;
 mod generate;
+mod image;
 mod policy;
 mod verify;
 
