@@ -126,6 +126,19 @@ pub const COMPONENTS: &[Component] = &[
         stamp: Stamp::None,
         no_sumdb: None,
     },
+    // The CNCF registry: `cargo xtask image --check` and the e2e push the provider's image to it
+    // on 127.0.0.1 and pull it back by digest.
+    Component {
+        name: "registry",
+        module: "github.com/distribution/distribution/v3",
+        version: "v3.1.2",
+        binaries: &[(
+            "registry",
+            "github.com/distribution/distribution/v3/cmd/registry",
+        )],
+        stamp: Stamp::None,
+        no_sumdb: None,
+    },
 ];
 
 /// Paths of the built binaries, by binary name.
@@ -243,6 +256,33 @@ pub fn build_all(sh: &Shell, root: &Path) -> anyhow::Result<Binaries> {
         eprintln!("e2e: every binary is cached in {}", dir.display());
     }
     Ok(bins)
+}
+
+/// Builds (or finds in the cache) the one binary `name` of [`COMPONENTS`], for a command that
+/// needs only it (`cargo xtask image --check` needs the registry, not the control plane).
+pub fn build_named(sh: &Shell, root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let component = COMPONENTS
+        .iter()
+        .find(|c| c.binaries.iter().any(|(bin, _)| *bin == name))
+        .with_context(|| format!("no e2e component builds a binary named {name}"))?;
+    let package = component
+        .binaries
+        .iter()
+        .find(|(bin, _)| *bin == name)
+        .map(|(_, package)| *package)
+        .expect("found by this binary name");
+    let out = Binaries { dir: cache_dir()? }.path(name);
+    if !out.is_file() {
+        check_wrapper(root, component)?;
+        let t0 = Instant::now();
+        eprintln!(
+            "e2e: building {name} ({} {}) …",
+            component.module, component.version
+        );
+        go_build(sh, root, component, package, &out)?;
+        eprintln!("e2e: built {name} in {:.0?}", t0.elapsed());
+    }
+    Ok(out)
 }
 
 /// Fails with the fixing command when a wrapper go.mod does not pin the version in [`COMPONENTS`].

@@ -25,6 +25,9 @@
 //! - JSON documents are written with sorted keys and no whitespace: `oci-spec` keeps labels and
 //!   annotations in `HashMap`s, whose iteration order changes from one process to the next;
 //! - the platform is always linux/amd64 (the workspace builds static x86_64 musl binaries).
+//!
+//! Longer than most modules: one entry point whose parts (validation, tar, gzip, JSON, layout)
+//! only make sense together, and tests for each of them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -472,7 +475,7 @@ fn layer_tar(entries: &[Entry], mtime: u64) -> anyhow::Result<Vec<u8>> {
             .append(&header, data)
             .context("writing a tar entry into memory")?;
     }
-    Ok(builder.into_inner().context("finishing a layer tar")?)
+    builder.into_inner().context("finishing a layer tar")
 }
 
 /// A ustar header with the name written as given (the tar crate's `set_path` drops a directory's
@@ -506,7 +509,7 @@ fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
         .mtime(0)
         .write(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes).context("compressing a layer")?;
-    Ok(encoder.finish().context("compressing a layer")?)
+    encoder.finish().context("compressing a layer")
 }
 
 /// `1970-01-01T00:00:00Z`-style UTC time of `seconds` since the epoch.
@@ -514,9 +517,8 @@ pub fn rfc3339(seconds: u64) -> anyhow::Result<String> {
     let seconds = i64::try_from(seconds).context("timestamp out of range")?;
     let time = time::OffsetDateTime::from_unix_timestamp(seconds)
         .with_context(|| format!("{seconds} is not a representable timestamp"))?;
-    Ok(time
-        .format(&time::format_description::well_known::Rfc3339)
-        .context("formatting a timestamp")?)
+    time.format(&time::format_description::well_known::Rfc3339)
+        .context("formatting a timestamp")
 }
 
 fn write_layout(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
