@@ -1,8 +1,11 @@
 //! The billing platform as typed data: a declarative spec rendered into typed Kubernetes and Flux
 //! objects (the `flux/` GitOps tree), plus the cross-object checks `cargo xtask verify` runs.
 //!
-//! Flow: [`Spec::embedded`] or [`Spec::load`] → [`render()`] → [`Tree`] →
-//! [`checks::run`] over [`Tree::entries`]; [`Tree::render`] gives the bytes `cargo xtask gen` writes.
+//! Data path: [`spec`] ([`Spec::embedded`] or [`Spec::load`]: parse, validate) → [`render()`]
+//! (typed objects, one builder per file) → [`Tree`] → [`checks::run`] over [`Tree::entries`];
+//! [`Tree::render`] gives the bytes `cargo xtask gen` writes. [`meta`] holds the label
+//! conventions, [`flux`] the Flux types, [`synthetic`] a generated platform for benchmarks, and
+//! `testing` (feature `testing`) the fixtures tests share.
 
 pub mod checks;
 pub mod flux;
@@ -10,13 +13,13 @@ pub mod meta;
 pub mod render;
 pub mod spec;
 pub mod synthetic;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tree;
-pub mod validate;
 
 pub use render::render;
-pub use spec::{Exemption, Spec};
+pub use spec::{Exemption, Problem, Problems, Spec};
 pub use tree::{Object, Tree};
-pub use validate::{Problem, Problems};
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 mod checks;
 mod cluster;
 mod cni;
-mod components;
+pub(crate) mod components;
 mod containerd;
 mod drain;
 mod flux;
@@ -21,10 +21,11 @@ mod node;
 mod node_images;
 mod pki;
 mod probe_pods;
-mod procs;
+pub(crate) mod procs;
 mod rbac;
 mod realnode;
 mod realnode_checks;
+pub(crate) mod registry;
 mod tenancy;
 mod tree;
 
@@ -141,6 +142,23 @@ impl E2e {
             t0.elapsed(),
             cluster.server
         );
+        // The provider's image, pushed to a registry on loopback and pulled back by digest; the
+        // served tree must pin exactly that image for production.
+        let flux = self.flux_dir.clone().unwrap_or_else(|| root.join("flux"));
+        let image = registry::push_provider(
+            sh,
+            root,
+            &bins.path("registry"),
+            &flux,
+            &dir.join("registry"),
+            &mut procs,
+        );
+        if let Ok(pushed) = &image {
+            println!(
+                "1. provider image {}@{} on the registry at {}",
+                pushed.reference, pushed.digest, pushed.registry
+            );
+        }
 
         // 2. The served commit: the checkout's files with every GitRepository URL pointed at the
         // loopback server (the tenants' GitRepositories come from git too, so the commit must).
@@ -162,10 +180,21 @@ impl E2e {
             self.env
         );
 
-        // 2b. The real node, before Flux: the provider's pods are to become Ready on it.
-        let (registry, digest) = push_provider_stub()?;
+        // 2b. The real node, before Flux: the provider's pods are to become Ready on it, from the
+        // image just pushed (without it Flux would only time out on them).
+        let pushed = image
+            .as_ref()
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .context("the real node needs the provider's image in the loopback registry")?;
         let node = realnode::start(
-            sh, bins, dir, &cluster, inside, registry, &digest, &mut procs,
+            sh,
+            bins,
+            dir,
+            &cluster,
+            inside,
+            pushed.registry,
+            &pushed.digest,
+            &mut procs,
         )?;
 
         // 3. Flux.
@@ -186,6 +215,10 @@ impl E2e {
         }
 
         let mut steps = vec![
+            Step {
+                name: "1. provider image and registry",
+                result: image.map(|pushed| pushed.summary),
+            },
             Step {
                 name: "1-3. control plane, git, Flux",
                 result: Ok(format!(
@@ -266,11 +299,6 @@ impl E2e {
         drop(procs);
         Ok(())
     }
-}
-
-/// Until the image branch's registry lands (REMOVE).
-fn push_provider_stub() -> anyhow::Result<(std::net::SocketAddr, String)> {
-    bail!("the provider's image and the loopback registry are not merged yet")
 }
 
 /// Replaces each GitRepository URL of the tree by the loopback one in every YAML file under `flux/`.

@@ -203,10 +203,6 @@ fn remove_empty_parents(root: &Path, file: &Path) {
 mod tests {
     use super::*;
 
-    fn default_tree() -> Tree {
-        infra::render(&Spec::embedded().expect("the shipped spec is valid")).expect("renders")
-    }
-
     /// A fresh scratch directory, removed when the returned guard drops (also on failure).
     fn scratch() -> (tempfile::TempDir, PathBuf) {
         let guard = tempfile::tempdir().expect("a scratch dir");
@@ -216,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_committed_flux_tree_and_codeowners_are_current() {
-        let outcome = generate(&crate::project_root(), &default_tree(), Mode::Check)
+        let outcome = generate(&crate::project_root(), infra::testing::tree(), Mode::Check)
             .expect("the workspace is readable");
         assert!(
             outcome.problems.is_empty(),
@@ -228,10 +224,10 @@ mod tests {
     #[test]
     fn generating_twice_changes_nothing_the_second_time() {
         let (_scratch, dir) = scratch();
-        let tree = default_tree();
-        let first = generate(&dir, &tree, Mode::Write).expect("writes");
+        let tree = infra::testing::tree();
+        let first = generate(&dir, tree, Mode::Write).expect("writes");
         assert!(!first.written.is_empty());
-        let second = generate(&dir, &tree, Mode::Write).expect("writes");
+        let second = generate(&dir, tree, Mode::Write).expect("writes");
         assert!(second.written.is_empty() && second.removed.is_empty());
         assert_eq!(second.unchanged, first.written.len());
     }
@@ -239,8 +235,8 @@ mod tests {
     #[test]
     fn check_mode_reports_stale_missing_and_stray_files_with_the_fix() {
         let (_scratch, dir) = scratch();
-        let tree = default_tree();
-        generate(&dir, &tree, Mode::Write).expect("writes");
+        let tree = infra::testing::tree();
+        generate(&dir, tree, Mode::Write).expect("writes");
         let stale = "flux/apps/antaeus/production/service.yaml";
         let text = std::fs::read_to_string(dir.join(stale)).expect("generated");
         std::fs::write(dir.join(stale), text.replace("port: 8000", "port: 8001"))
@@ -252,7 +248,7 @@ mod tests {
         )
         .expect("writable");
 
-        let outcome = generate(&dir, &tree, Mode::Check).expect("reads");
+        let outcome = generate(&dir, tree, Mode::Check).expect("reads");
         let all = outcome.problems.join("\n");
         assert_eq!(outcome.problems.len(), 3, "{all}");
         assert!(
@@ -275,10 +271,10 @@ mod tests {
             "check mode must not delete"
         );
 
-        let fixed = generate(&dir, &tree, Mode::Write).expect("writes");
+        let fixed = generate(&dir, tree, Mode::Write).expect("writes");
         assert_eq!(fixed.removed, ["flux/apps/antaeus/production/extra.yaml"]);
         assert!(
-            generate(&dir, &tree, Mode::Check)
+            generate(&dir, tree, Mode::Check)
                 .expect("reads")
                 .problems
                 .is_empty()
@@ -288,11 +284,11 @@ mod tests {
     #[test]
     fn gen_deletes_a_service_it_no_longer_generates_and_its_empty_directories() {
         let (_scratch, dir) = scratch();
-        generate(&dir, &default_tree(), Mode::Write).expect("writes");
+        generate(&dir, infra::testing::tree(), Mode::Write).expect("writes");
         let old = dir.join("flux/apps/old-service/production");
         std::fs::create_dir_all(&old).expect("writable");
         std::fs::write(old.join("deployment.yaml"), "kind: Deployment\n").expect("writable");
-        let outcome = generate(&dir, &default_tree(), Mode::Write).expect("writes");
+        let outcome = generate(&dir, infra::testing::tree(), Mode::Write).expect("writes");
         assert_eq!(
             outcome.removed,
             ["flux/apps/old-service/production/deployment.yaml"]

@@ -30,6 +30,8 @@ enum Command {
     Policy(policy::Policy),
     /// Build the fully static (musl) payment-provider binary.
     Dist(dist::Dist),
+    /// Build the provider's OCI image in Rust, reproducibly; push, pin or check it.
+    Image(image::Image),
     /// Benchmarks that print figures (never pass/fail on time).
     Bench(bench::Bench),
     /// End to end on a real control plane built from Go modules, with Flux reconciling `flux/`.
@@ -44,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(cmd) => cmd.run(),
         Command::Policy(cmd) => cmd.run(),
         Command::Dist(cmd) => cmd.run(),
+        Command::Image(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::E2e(cmd) => cmd.run(),
         Command::Ci(cmd) => cmd.run(),

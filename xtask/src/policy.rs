@@ -395,11 +395,11 @@ mod tests {
                 }
             }),
         ];
-        let tree = infra::render(&infra::Spec::embedded().expect("valid")).expect("renders");
+        let tree = infra::testing::tree();
         for (file, rule, mistake) in mistakes {
             let scratch = tempfile::tempdir().expect("a scratch dir");
             let root = scratch.path();
-            crate::generate::generate(root, &tree, crate::generate::Mode::Write)
+            crate::generate::generate(root, tree, crate::generate::Mode::Write)
                 .expect("writes a copy of the tree");
             let dir = root.join(if file == "deployment.yaml" {
                 app

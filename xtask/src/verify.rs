@@ -170,8 +170,7 @@ mod tests {
 
     #[test]
     fn every_committed_flux_directory_builds_with_kubectl_kustomize() {
-        let tree = infra::render(&infra::Spec::embedded().expect("valid")).expect("renders");
-        let roots: Vec<&str> = tree.roots().collect();
+        let roots: Vec<&str> = infra::testing::tree().roots().collect();
         assert_eq!(
             kustomize_all(&crate::project_root(), &roots),
             Vec::<String>::new()
@@ -180,9 +179,8 @@ mod tests {
 
     #[test]
     fn the_default_tree_has_no_policy_violations_and_lists_its_exemptions() {
-        let spec = infra::Spec::embedded().expect("valid");
-        let tree = infra::render(&spec).expect("renders");
-        let reports = policy_reports(&spec, &tree).expect("the bundle runs");
+        let spec = infra::testing::spec();
+        let reports = policy_reports(spec, infra::testing::tree()).expect("the bundle runs");
         assert_eq!(reports.len(), spec.environments.len());
         for report in &reports {
             assert_eq!(report.violations, [], "{report}");

@@ -9,9 +9,11 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels;
+use super::services::ServiceCtx;
+use crate::Error;
 use crate::meta;
-use crate::spec::{self, Expose, Spec};
+use crate::spec::Expose;
+use crate::tree::Object;
 
 pub(super) fn tcp(port: i32) -> NetworkPolicyPort {
     NetworkPolicyPort {
@@ -30,15 +32,11 @@ pub(super) fn service_peer(name: &str) -> NetworkPolicyPeer {
     }
 }
 
-pub(super) fn network_policies(
-    spec: &Spec,
-    service: &spec::Service,
-    callees: &[(&str, i32)],
-) -> Vec<NetworkPolicy> {
-    let ns = Some(service.name.as_str());
+pub(super) fn policies(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    let (service, callees) = (ctx.service, ctx.callees);
     let policy =
         |name: &str, pod_selector: LabelSelector, types: &[&str], ingress, egress| NetworkPolicy {
-            metadata: meta::object_meta(name, ns, labels(spec, service)),
+            metadata: ctx.metadata(name),
             spec: Some(NetworkPolicySpec {
                 pod_selector: Some(pod_selector),
                 policy_types: Some(types.iter().map(|t| (*t).to_owned()).collect()),
@@ -123,5 +121,35 @@ pub(super) fn network_policies(
             Some(egress),
         ));
     }
-    out
+    out.iter().map(Object::new).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{self, find};
+
+    #[test]
+    fn the_provider_admits_antaeus_only_with_namespace_and_pod_selector_in_one_peer() {
+        let tree = testing::tree();
+        let policy = find(
+            tree,
+            "NetworkPolicy",
+            "payment-provider",
+            "allow-ingress",
+            "production",
+        );
+        let rules = policy["spec"]["ingress"].as_array().expect("ingress rules");
+        assert_eq!(rules.len(), 1);
+        let from = rules[0]["from"].as_array().expect("peers");
+        assert_eq!(from.len(), 1);
+        assert_eq!(
+            from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "antaeus"
+        );
+        assert_eq!(
+            from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+            "antaeus"
+        );
+        assert_eq!(rules[0]["ports"][0]["port"], 9000);
+    }
 }

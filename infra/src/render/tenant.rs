@@ -1,26 +1,51 @@
-//! A service's tenant: the account Flux impersonates, the developer RBAC, and its own sync.
+//! A service's tenant, applied by the platform: its Namespace, the account Flux impersonates for
+//! it, the owning team's developer RBAC, and the service's own sync.
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
-use super::{DEVELOPER_ROLE, TENANT_RECONCILER, app_dir, labels, service_timeout_minutes};
+use super::layout::app_dir;
+use super::services::ServiceCtx;
+use super::{DEVELOPER_ROLE, TENANT_RECONCILER, labels, service_timeout_minutes};
 use crate::Error;
 use crate::flux::{
     GitRef, GitRepository, GitRepositorySpec, Kustomization, KustomizationSpec, SourceRef,
 };
 use crate::meta;
-use crate::spec::{self, Spec};
+use crate::spec::{self, Spec, rules};
+use crate::tree::Object;
 
-pub(super) fn tenant(spec: &Spec, service: &spec::Service) -> (ServiceAccount, RoleBinding) {
-    let ns = Some(service.name.as_str());
+/// The service's namespace, with its Pod Security level (it lands in the infrastructure layer).
+pub(super) fn namespace(spec: &Spec, service: &spec::Service) -> Namespace {
+    let mut labels = labels(spec, service);
+    // Pod Security Admission as a backstop to the policy bundle: `restricted` unless the service
+    // is exempt from running as non-root (the stock Antaeus image), then `baseline`.
+    let level = if service.is_exempt(rules::RUN_AS_NON_ROOT) {
+        "baseline"
+    } else {
+        "restricted"
+    };
+    labels.insert("pod-security.kubernetes.io/enforce".into(), level.into());
+    labels.insert(
+        "pod-security.kubernetes.io/warn".into(),
+        "restricted".into(),
+    );
+    Namespace {
+        metadata: meta::object_meta(&service.name, None, labels),
+        ..Default::default()
+    }
+}
+
+/// The account Flux impersonates for the service, and its rights.
+pub(super) fn flux_tenant(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
     let sa = ServiceAccount {
-        metadata: meta::object_meta(TENANT_RECONCILER, ns, labels(spec, service)),
+        metadata: ctx.metadata(TENANT_RECONCILER),
         automount_service_account_token: Some(false),
         ..Default::default()
     };
     // flux2-multi-tenancy: cluster-admin, but through a RoleBinding, so only in this namespace.
     let binding = RoleBinding {
-        metadata: meta::object_meta(TENANT_RECONCILER, ns, labels(spec, service)),
+        metadata: ctx.metadata(TENANT_RECONCILER),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "ClusterRole".into(),
@@ -29,11 +54,11 @@ pub(super) fn tenant(spec: &Spec, service: &spec::Service) -> (ServiceAccount, R
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name: TENANT_RECONCILER.into(),
-            namespace: Some(service.name.clone()),
+            namespace: Some(ctx.service.name.clone()),
             ..Default::default()
         }]),
     };
-    (sa, binding)
+    Ok(vec![Object::new(&sa)?, Object::new(&binding)?])
 }
 
 pub(super) fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -46,11 +71,8 @@ pub(super) fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRul
 }
 
 /// The owning team may roll out and inspect this service, and nothing else.
-pub(super) fn developer_rbac(
-    spec: &Spec,
-    service: &spec::Service,
-) -> Result<(Role, RoleBinding), Error> {
-    let ns = Some(service.name.as_str());
+pub(super) fn developer_rbac(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    let (spec, service) = (ctx.spec, ctx.service);
     let read = ["get", "list", "watch"];
     let mut rules = vec![
         rule(
@@ -69,7 +91,7 @@ pub(super) fn developer_rbac(
         rules.push(rule("", &["pods/exec"], &["create", "get"]));
     }
     let role = Role {
-        metadata: meta::object_meta(DEVELOPER_ROLE, ns, labels(spec, service)),
+        metadata: ctx.metadata(DEVELOPER_ROLE),
         rules: Some(rules),
     };
     let team = spec.team(&service.team).ok_or_else(|| {
@@ -91,7 +113,7 @@ pub(super) fn developer_rbac(
         })
         .collect();
     let binding = RoleBinding {
-        metadata: meta::object_meta(DEVELOPER_ROLE, ns, labels(spec, service)),
+        metadata: ctx.metadata(DEVELOPER_ROLE),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "Role".into(),
@@ -99,19 +121,15 @@ pub(super) fn developer_rbac(
         },
         subjects: Some(subjects),
     };
-    Ok((role, binding))
+    Ok(vec![Object::new(&role)?, Object::new(&binding)?])
 }
 
 /// The service's own source and Kustomization, in its namespace, applied as its tenant account.
-pub(super) fn service_sync(
-    spec: &Spec,
-    service: &spec::Service,
-    env: &str,
-) -> (GitRepository, Kustomization) {
-    let ns = Some(service.name.as_str());
-    let app = app_dir(&service.name, env);
+pub(super) fn sync(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    let (spec, service) = (ctx.spec, ctx.service);
+    let app = app_dir(&service.name, ctx.env);
     let repo = GitRepository::new(
-        meta::object_meta(&service.name, ns, labels(spec, service)),
+        ctx.metadata(&service.name),
         GitRepositorySpec {
             interval: "1m".into(),
             url: spec.platform.git.url.clone(),
@@ -124,7 +142,7 @@ pub(super) fn service_sync(
         },
     );
     let kustomization = Kustomization::new(
-        meta::object_meta(&service.name, ns, labels(spec, service)),
+        ctx.metadata(&service.name),
         KustomizationSpec {
             interval: "10m".into(),
             retry_interval: Some("1m".into()),
@@ -141,7 +159,7 @@ pub(super) fn service_sync(
             target_namespace: Some(service.name.clone()),
         },
     );
-    (repo, kustomization)
+    Ok(vec![Object::new(&repo)?, Object::new(&kustomization)?])
 }
 
 /// `.sourceignore` patterns that keep `dir` and drop everything else. A gitignore pattern cannot
@@ -166,6 +184,77 @@ pub(super) fn only_directory(dir: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{self, find};
+
+    #[test]
+    fn the_developer_role_cannot_create_workloads_read_secrets_or_exec() {
+        let tree = testing::tree();
+        let role = find(tree, "Role", "antaeus", "developer", "production");
+        for rule in role["rules"].as_array().expect("rules") {
+            let verbs: Vec<_> = rule["verbs"]
+                .as_array()
+                .expect("verbs")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            let resources: Vec<_> = rule["resources"]
+                .as_array()
+                .expect("resources")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            assert!(
+                !verbs.contains(&"create") && !verbs.contains(&"delete") && !verbs.contains(&"*"),
+                "{rule}"
+            );
+            assert!(
+                !resources.contains(&"secrets") && !resources.contains(&"pods/exec"),
+                "{rule}"
+            );
+        }
+    }
+
+    #[test]
+    fn exec_is_granted_only_when_the_spec_says_so() {
+        let mut spec = testing::spec().clone();
+        spec.services[0].exec = true;
+        let tree = &crate::render(&spec).expect("renders");
+        let role = find(
+            tree,
+            "Role",
+            &spec.services[0].name,
+            "developer",
+            "production",
+        );
+        let exec = role["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| r["resources"][0] == "pods/exec");
+        assert_eq!(
+            exec.expect("exec rule")["verbs"],
+            serde_json::json!(["create", "get"])
+        );
+        let other = find(
+            tree,
+            "Role",
+            &spec.services[1].name,
+            "developer",
+            "production",
+        );
+        assert!(!other.to_string().contains("pods/exec"));
+    }
+
+    #[test]
+    fn a_hand_built_spec_with_a_dangling_reference_is_an_error_not_a_panic() {
+        let mut spec = testing::spec().clone();
+        spec.services[0].team = "nobody".into();
+        let err = crate::render(&spec).expect_err("team `nobody` is not declared");
+        assert_eq!(
+            err.to_string(),
+            "the spec refers to something it does not declare: service `antaeus` names team `nobody`, which is not declared"
+        );
+    }
 
     #[test]
     fn a_tenant_source_keeps_only_its_own_directory_level_by_level() {

@@ -1,4 +1,5 @@
-//! A service's workload: ServiceAccount, Deployment (probes, resources, hardening), Service, PDB.
+//! A service's workload, applied as its tenant: ServiceAccount, Deployment (probes, resources,
+//! hardening), Service, PodDisruptionBudget.
 
 use std::collections::BTreeMap;
 
@@ -13,17 +14,18 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels;
+use super::services::{ServiceCtx, one};
 use crate::Error;
 use crate::meta;
 use crate::spec::{self, Expose, Spec, rules};
+use crate::tree::Object;
 
-pub(super) fn service_account(spec: &Spec, service: &spec::Service) -> ServiceAccount {
-    ServiceAccount {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
-        automount_service_account_token: Some(service.automount_service_account_token),
+pub(super) fn service_account(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    one(&ServiceAccount {
+        metadata: ctx.metadata(&ctx.service.name),
+        automount_service_account_token: Some(ctx.service.automount_service_account_token),
         ..Default::default()
-    }
+    })
 }
 
 pub(super) fn http_probe(probe: &spec::Probe) -> Probe {
@@ -84,11 +86,8 @@ pub fn service_url(spec: &Spec, url: &spec::ServiceUrl) -> Result<String, Error>
     ))
 }
 
-pub(super) fn deployment(
-    spec: &Spec,
-    service: &spec::Service,
-    env: &str,
-) -> Result<Deployment, Error> {
+pub(super) fn deployment(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    let (spec, service, env) = (ctx.spec, ctx.service, ctx.env);
     let run_as_non_root = !service.is_exempt(rules::RUN_AS_NON_ROOT);
     let read_only_root = !service.is_exempt(rules::READ_ONLY_ROOT_FILESYSTEM);
     let env_vars = service
@@ -191,7 +190,7 @@ pub(super) fn deployment(
         }),
         ..Default::default()
     };
-    let mut metadata = meta::object_meta(&service.name, Some(&service.name), labels(spec, service));
+    let mut metadata = ctx.metadata(&service.name);
     let environment = spec.environments.iter().find(|e| e.name == env);
     let skips = environment
         .map(|e| service.scanner_skips(e))
@@ -211,14 +210,14 @@ pub(super) fn deployment(
                 .collect(),
         );
     }
-    Ok(Deployment {
+    one(&Deployment {
         metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(service.replicas_in(env)),
             selector: meta::pod_selector(&service.name),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(spec, service)),
+                    labels: Some(ctx.labels()),
                     ..Default::default()
                 }),
                 spec: Some(pod),
@@ -229,9 +228,10 @@ pub(super) fn deployment(
     })
 }
 
-pub(super) fn kube_service(spec: &Spec, service: &spec::Service) -> Service {
-    Service {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
+pub(super) fn service(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    let service = ctx.service;
+    one(&Service {
+        metadata: ctx.metadata(&service.name),
         spec: Some(ServiceSpec {
             type_: Some(match service.expose {
                 Expose::Cluster => "ClusterIP".into(),
@@ -254,17 +254,104 @@ pub(super) fn kube_service(spec: &Spec, service: &spec::Service) -> Service {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
-pub(super) fn pdb(spec: &Spec, service: &spec::Service) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: meta::object_meta(&service.name, Some(&service.name), labels(spec, service)),
+/// Only above one replica: for a single pod a budget either blocks every drain or protects nothing.
+pub(super) fn pod_disruption_budget(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    let service = ctx.service;
+    if service.replicas_in(ctx.env) <= 1 {
+        return Ok(Vec::new());
+    }
+    one(&PodDisruptionBudget {
+        metadata: ctx.metadata(&service.name),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(meta::pod_selector(&service.name)),
             ..Default::default()
         }),
         ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{self, find};
+
+    #[test]
+    fn antaeus_points_at_the_provider_service_url() {
+        let tree = testing::tree();
+        let antaeus = find(tree, "Deployment", "antaeus", "antaeus", "production");
+        let env = &antaeus["spec"]["template"]["spec"]["containers"][0]["env"][0];
+        assert_eq!(env["name"], "PAYMENT_PROVIDER_ENDPOINT");
+        assert_eq!(
+            env["value"],
+            "http://payment-provider.payment-provider.svc.cluster.local:9000/v1/charges"
+        );
+    }
+
+    #[test]
+    fn antaeus_runs_as_root_only_through_its_exemption_and_stays_otherwise_hardened() {
+        let tree = testing::tree();
+        let antaeus = find(tree, "Deployment", "antaeus", "antaeus", "staging");
+        let pod = &antaeus["spec"]["template"]["spec"];
+        assert!(pod["securityContext"].get("runAsNonRoot").is_none());
+        let container = &pod["containers"][0]["securityContext"];
+        assert_eq!(container["allowPrivilegeEscalation"], false);
+        assert_eq!(container["capabilities"]["drop"][0], "ALL");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        // The scanner sees the same exemptions, with the same reasons.
+        let skips = antaeus["metadata"]["annotations"]
+            .as_object()
+            .expect("annotations");
+        assert!(skips.values().any(|v| {
+            v.as_str()
+                .is_some_and(|v| v.starts_with("CKV_K8S_23=the stock tinjis image"))
+        }));
+        let provider = find(
+            tree,
+            "Deployment",
+            "payment-provider",
+            "payment-provider",
+            "staging",
+        );
+        assert_eq!(
+            provider["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+            true
+        );
+        assert_eq!(
+            provider["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+            true
+        );
+    }
+
+    #[test]
+    fn environments_differ_in_replicas_and_image_pinning() {
+        let tree = testing::tree();
+        let prod = find(
+            tree,
+            "Deployment",
+            "payment-provider",
+            "payment-provider",
+            "production",
+        );
+        let staging = find(
+            tree,
+            "Deployment",
+            "payment-provider",
+            "payment-provider",
+            "staging",
+        );
+        assert_eq!(prod["spec"]["replicas"], 3);
+        assert_eq!(staging["spec"]["replicas"], 2);
+        assert!(
+            prod["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .expect("image")
+                .contains("@sha256:")
+        );
     }
 }

@@ -1,0 +1,104 @@
+//! Checks of Flux Kustomizations: paths that are generated roots, sources in their own namespace
+//! that exist, a service account always named, dependencies that exist.
+
+use serde_json::Value;
+
+use super::{Cluster, ns_of};
+use crate::tree::Tree;
+
+/// Accounts Flux's installation creates, which platform Kustomizations may name.
+const FLUX_ACCOUNTS: &[(&str, &str)] = &[("flux-system", "kustomize-controller")];
+
+pub(super) fn check_kustomization(
+    tree: &Tree,
+    cluster: &Cluster<'_>,
+    value: &Value,
+    report: &mut impl FnMut(String),
+) {
+    let ns = ns_of(value);
+    let spec = &value["spec"];
+    let path = spec["path"].as_str().unwrap_or("");
+    let dir = path.trim_start_matches("./").trim_end_matches('/');
+    if !tree.has_root(dir) {
+        report(format!(
+            "spec.path `{path}` is not a generated directory with a kustomization.yaml"
+        ));
+    }
+    let source = &spec["sourceRef"];
+    let source_ns = source["namespace"].as_str().unwrap_or(ns);
+    let source_name = source["name"].as_str().unwrap_or("");
+    if source_ns != ns {
+        report(format!(
+            "spec.sourceRef points into namespace `{source_ns}`: cross-namespace refs are blocked by --no-cross-namespace-refs"
+        ));
+    } else if source["kind"] == "GitRepository"
+        && !cluster.git_repositories.contains(&(ns, source_name))
+    {
+        report(format!(
+            "spec.sourceRef names GitRepository `{ns}/{source_name}`, which does not exist"
+        ));
+    }
+    match spec["serviceAccountName"].as_str() {
+        None => report(
+            "spec.serviceAccountName is empty: under --default-service-account it would run as a powerless account".into(),
+        ),
+        Some(account) => {
+            let installed = FLUX_ACCOUNTS.contains(&(ns, account));
+            if !installed && !cluster.service_accounts.contains(&(ns, account)) {
+                report(format!("spec.serviceAccountName `{account}` does not exist in namespace `{ns}`"));
+            }
+        }
+    }
+    for dependency in spec["dependsOn"].as_array().into_iter().flatten() {
+        let dep_ns = dependency["namespace"].as_str().unwrap_or(ns);
+        let dep = dependency["name"].as_str().unwrap_or("");
+        if !cluster.kustomizations.contains(&(dep_ns, dep)) {
+            report(format!(
+                "spec.dependsOn names Kustomization `{dep_ns}/{dep}`, which does not exist"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::checks::tests::{assert_found, broken};
+    use serde_json::json;
+
+    #[test]
+    fn a_kustomization_path_that_does_not_exist_is_reported() {
+        let file = "flux/tenants/production/antaeus/sync.yaml";
+        let found = broken(file, "Kustomization", "antaeus", "antaeus", |v| {
+            v["spec"]["path"] = json!("./flux/apps/antaeus/prod");
+        });
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/antaeus/antaeus: spec.path `./flux/apps/antaeus/prod` is not a generated directory with a kustomization.yaml"
+            ),
+        );
+    }
+
+    #[test]
+    fn a_kustomization_without_a_service_account_is_reported() {
+        let file = "flux/clusters/production/infrastructure.yaml";
+        let found = broken(
+            file,
+            "Kustomization",
+            "flux-system",
+            "infrastructure",
+            |v| {
+                v["spec"]
+                    .as_object_mut()
+                    .expect("spec")
+                    .remove("serviceAccountName");
+            },
+        );
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/flux-system/infrastructure: spec.serviceAccountName is empty: under --default-service-account it would run as a powerless account"
+            ),
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! Where everything lands in `flux/`: one function per directory, so a path is written once.
+//!
+//! Per environment `<env>`:
+//! - `flux/clusters/<env>/`: the entry point a cluster is bootstrapped with;
+//! - `flux/infrastructure/<env>/`: Namespaces and the policy bundle (under `policies/`);
+//! - `flux/tenants/<env>/<service>/`: each service's Flux tenant, developer RBAC and sync;
+//! - `flux/apps/<service>/<env>/`: each service's workload.
+//!
+//! The first three and every app directory are *roots*: directories Flux points at, each given a
+//! derived `kustomization.yaml` by the [`crate::Tree`].
+
+/// The directory Flux applies a service's workload from.
+pub fn app_dir(service: &str, env: &str) -> String {
+    format!("flux/apps/{service}/{env}")
+}
+
+/// The entry point a cluster of `env` is bootstrapped with.
+pub fn cluster_dir(env: &str) -> String {
+    format!("flux/clusters/{env}")
+}
+
+/// The infrastructure layer of `env` (Namespaces; the policy bundle goes under it).
+pub fn infrastructure_dir(env: &str) -> String {
+    format!("flux/infrastructure/{env}")
+}
+
+/// The tenants layer of `env`.
+pub fn tenants_dir(env: &str) -> String {
+    format!("flux/tenants/{env}")
+}
+
+/// One service's tenant files in `env` (inside [`tenants_dir`], not a root of its own).
+pub fn tenant_dir(service: &str, env: &str) -> String {
+    format!("{}/{service}", tenants_dir(env))
+}
+
+/// The policy bundle of `env` (inside [`infrastructure_dir`]).
+pub fn policies_dir(env: &str) -> String {
+    format!("{}/policies", infrastructure_dir(env))
+}
+
+/// The roots every environment has, whatever its services.
+pub fn environment_roots(env: &str) -> [String; 3] {
+    [cluster_dir(env), infrastructure_dir(env), tenants_dir(env)]
+}

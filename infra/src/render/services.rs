@@ -1,0 +1,190 @@
+//! Every file a service gets in an environment, as one table of `(directory, file, builder)`
+//! rows, and the loop that renders every service on every core.
+//!
+//! A new object kind (a HorizontalPodAutoscaler, say) is one builder function and one row in
+//! [`FILES`]; a builder that returns no objects writes no file, which is how conditional files
+//! (the PodDisruptionBudget only above one replica) are expressed.
+
+use std::collections::BTreeMap;
+
+use super::layout::{app_dir, tenant_dir};
+use super::{network, tenant, workload};
+use crate::Error;
+use crate::meta;
+use crate::spec::{self, Spec};
+use crate::tree::{Object, Tree};
+
+/// What a builder renders from: one service in one environment.
+pub(super) struct ServiceCtx<'a> {
+    pub spec: &'a Spec,
+    pub service: &'a spec::Service,
+    pub env: &'a str,
+    /// `(callee, port)` of every service this one may call.
+    pub callees: &'a [(&'a str, i32)],
+}
+
+impl ServiceCtx<'_> {
+    /// The labels of every object of this service.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        meta::labels(
+            &self.spec.platform.name,
+            &self.service.name,
+            &self.service.team,
+        )
+    }
+
+    /// Metadata of an object called `name` in the service's namespace.
+    pub fn metadata(
+        &self,
+        name: &str,
+    ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        meta::object_meta(name, Some(&self.service.name), self.labels())
+    }
+}
+
+/// Renders the objects of one file; none means the file is not written.
+pub(super) type Builder = fn(&ServiceCtx<'_>) -> Result<Vec<Object>, Error>;
+
+/// Which of a service's directories a file lands in.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Dir {
+    /// [`tenant_dir`]: applied by the platform's reconciler (the tenant, RBAC, the sync).
+    Tenant,
+    /// [`app_dir`]: applied as the service's own tenant account (the workload).
+    App,
+}
+
+/// Every file of a service in an environment.
+pub(super) const FILES: &[(Dir, &str, Builder)] = &[
+    (Dir::Tenant, "flux-tenant.yaml", tenant::flux_tenant),
+    (Dir::Tenant, "developer-rbac.yaml", tenant::developer_rbac),
+    (Dir::Tenant, "sync.yaml", tenant::sync),
+    (Dir::App, "service-account.yaml", workload::service_account),
+    (Dir::App, "deployment.yaml", workload::deployment),
+    (Dir::App, "service.yaml", workload::service),
+    (Dir::App, "network-policies.yaml", network::policies),
+    (
+        Dir::App,
+        "pod-disruption-budget.yaml",
+        workload::pod_disruption_budget,
+    ),
+];
+
+/// One typed object as the one object of a file.
+pub(super) fn one<T: serde::Serialize>(object: &T) -> Result<Vec<Object>, Error> {
+    Ok(vec![Object::new(object)?])
+}
+
+/// Renders every service of `spec` in `env` into `tree`.
+pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Error> {
+    let callees = callees(spec);
+    // Services are independent: serialise them on every core, then insert in one place (the
+    // tree is ordered by path, so the result does not depend on which thread finished first).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = spec.services.len().div_ceil(workers).max(1);
+    let rendered: Vec<Result<Vec<ServiceFiles>, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = spec
+            .services
+            .chunks(chunk)
+            .map(|services| {
+                let callees = &callees;
+                scope.spawn(move || {
+                    services
+                        .iter()
+                        .map(|service| {
+                            let ctx = ServiceCtx {
+                                spec,
+                                service,
+                                env,
+                                callees: callees
+                                    .get(service.name.as_str())
+                                    .map_or(&[], Vec::as_slice),
+                            };
+                            service_files(&ctx)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rendering a service does not panic"))
+            .collect()
+    });
+    for files in rendered {
+        for service in files? {
+            tree.add_root(&service.app_dir);
+            for (path, objects) in service.files {
+                tree.add_objects(env, &path, objects)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One service's files in one environment: its tenant files and its app directory.
+struct ServiceFiles {
+    app_dir: String,
+    files: Vec<(String, Vec<Object>)>,
+}
+
+fn service_files(ctx: &ServiceCtx<'_>) -> Result<ServiceFiles, Error> {
+    let tenant = tenant_dir(&ctx.service.name, ctx.env);
+    let app = app_dir(&ctx.service.name, ctx.env);
+    let mut files = Vec::with_capacity(FILES.len());
+    for (dir, file, build) in FILES {
+        let objects = build(ctx)?;
+        if objects.is_empty() {
+            continue;
+        }
+        let dir = match dir {
+            Dir::Tenant => &tenant,
+            Dir::App => &app,
+        };
+        files.push((format!("{dir}/{file}"), objects));
+    }
+    Ok(ServiceFiles {
+        app_dir: app,
+        files,
+    })
+}
+
+/// `(callee, port)` pairs each service may call, from the callees' `[[callers]]`.
+fn callees(spec: &Spec) -> BTreeMap<&str, Vec<(&str, i32)>> {
+    let mut out: BTreeMap<&str, Vec<(&str, i32)>> = BTreeMap::new();
+    for callee in &spec.services {
+        for caller in &callee.callers {
+            out.entry(caller.service.as_str())
+                .or_default()
+                .push((callee.name.as_str(), caller.port));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    #[test]
+    fn a_pod_disruption_budget_exists_only_where_replicas_exceed_one() {
+        let files = testing::files();
+        assert!(
+            files.contains_key("flux/apps/payment-provider/production/pod-disruption-budget.yaml")
+        );
+        assert!(!files.contains_key("flux/apps/antaeus/production/pod-disruption-budget.yaml"));
+    }
+
+    #[test]
+    fn every_row_of_the_table_lands_in_the_default_tree() {
+        let files = testing::files();
+        for (dir, file, _) in FILES {
+            let path = match dir {
+                Dir::Tenant => format!("{}/{file}", tenant_dir("payment-provider", "production")),
+                Dir::App => format!("{}/{file}", app_dir("payment-provider", "production")),
+            };
+            assert!(files.contains_key(&path), "{path} is missing");
+        }
+    }
+}
