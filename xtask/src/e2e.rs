@@ -14,6 +14,7 @@ mod flux;
 mod git;
 mod gomod;
 mod host;
+mod intruders;
 mod kube_router;
 mod netns;
 mod network;
@@ -27,6 +28,7 @@ mod realnode;
 mod realnode_checks;
 pub(crate) mod registry;
 mod tenancy;
+mod timestamps;
 mod tree;
 
 use std::path::{Path, PathBuf};

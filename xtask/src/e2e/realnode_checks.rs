@@ -1,10 +1,10 @@
 //! Step 8, the real node: the provider's pods from the tree run the built image by digest, Ready
 //! through their own probes with the tree's security context as the node sees it; Antaeus' side
 //! charges through the Service's name and gets answers Antaeus can read; intruders are dropped
-//! (with a control: without the policies they get through, restored they are dropped again); a
-//! pod drains on SIGTERM (`drain`); `/metrics` counted the charges.
+//! (`intruders`, with its control); a pod drains on SIGTERM (`drain`); `/metrics` counted the
+//! charges.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -14,9 +14,11 @@ use super::checks::{CLIENT_SERVICE, PROVIDER_SERVICE};
 use super::cluster::Cluster;
 use super::containerd::Containerd;
 use super::drain;
+use super::intruders;
 use super::node::RealNode;
 use super::probe_pods::{self, INTRUDER_NAMESPACE, Outcome, ProbePod};
 use super::procs::wait_until;
+use super::timestamps::{condition_time, event_time};
 use super::tree::{Tree, str_at};
 
 /// How long a dataplane change may take to show (kube-router rebuilds its chains in up to ~30s).
@@ -79,7 +81,7 @@ pub fn run(run: &RealRun) -> Vec<(&'static str, anyhow::Result<String>)> {
     })));
     out.push((
         "8.3 intruders dropped",
-        intruders(run, &setup, &mut timeline),
+        intruders::run(run, &setup, &mut timeline),
     ));
     out.push(("8.4 SIGTERM drain", drain::run(run, &setup.client)));
     println!("8. real node timeline (seconds from the start of its bring-up):");
@@ -89,7 +91,7 @@ pub fn run(run: &RealRun) -> Vec<(&'static str, anyhow::Result<String>)> {
     out
 }
 
-fn since(t: SystemTime) -> f64 {
+pub(super) fn since(t: SystemTime) -> f64 {
     t.elapsed().map_or(0.0, |d| d.as_secs_f64())
 }
 
@@ -243,8 +245,8 @@ fn seen_from_node(pid: u32) -> anyhow::Result<String> {
 /// The pods of the run and the URL the tree gives Antaeus.
 pub struct Setup {
     pub client: ProbePod,
-    intruders: Vec<ProbePod>,
-    url: String,
+    pub(super) intruders: Vec<ProbePod>,
+    pub(super) url: String,
 }
 
 impl Setup {
@@ -377,117 +379,6 @@ fn client_charges(
     ))
 }
 
-/// 3: each intruder is dropped; the control deletes the provider's NetworkPolicies (Flux
-/// suspended), the first intruder must then get through, Flux restores them and it is dropped
-/// again.
-fn intruders(
-    run: &RealRun,
-    setup: &Setup,
-    timeline: &mut Vec<(String, f64)>,
-) -> anyhow::Result<String> {
-    let mut evidence = Vec::new();
-    for intruder in &setup.intruders {
-        let (took, how) = wait_dropped(run, intruder, &setup.url)?;
-        evidence.push(format!(
-            "{} dropped after {took:.1?} ({how})",
-            intruder.describe()
-        ));
-    }
-    timeline.push(("every intruder dropped".into(), since(run.node_started)));
-    let control = &setup.intruders[0];
-    let flux = drain::FluxHold::suspend(run)?;
-    run.cluster.kubectl(
-        run.sh,
-        &["delete", "networkpolicy", "--all", "-n", PROVIDER_SERVICE],
-        None,
-    )?;
-    let through = wait_until(
-        &format!(
-            "{} to get through without the NetworkPolicies",
-            control.describe()
-        ),
-        CONVERGE,
-        || {
-            let outcome = probe_pods::charge(
-                run.sh,
-                run.cluster,
-                control,
-                &setup.url,
-                &["--timeout", "2s"],
-            )?;
-            Ok(outcome.iter().all(Outcome::is_antaeus_readable))
-        },
-    )?;
-    flux.resume()?;
-    let policies = run
-        .tree
-        .of_kind("NetworkPolicy")
-        .into_iter()
-        .filter(|p| str_at(p, "/metadata/namespace") == PROVIDER_SERVICE)
-        .count();
-    wait_until(
-        "Flux to restore the provider's NetworkPolicies",
-        CONVERGE,
-        || {
-            let names = run.cluster.kubectl_read(
-                run.sh,
-                &["get", "networkpolicy", "-n", PROVIDER_SERVICE, "-o", "name"],
-            )?;
-            Ok(names.lines().count() == policies)
-        },
-    )?;
-    let (again, how) = wait_dropped(run, control, &setup.url)?;
-    evidence.push(format!("control: policies deleted → {} got through after {through:.1?}; restored by Flux → dropped again after {again:.1?} ({how})", control.describe()));
-    println!("8.3 intruders:");
-    for line in &evidence {
-        println!("   {line}");
-    }
-    Ok(format!(
-        "{} intruders dropped; without the policies the first got through, restored it was dropped again",
-        setup.intruders.len()
-    ))
-}
-
-/// Polls until a charge from `pod` gets no answer, then asks twice more: dropped means dropped
-/// every time, not once.
-fn wait_dropped(run: &RealRun, pod: &ProbePod, url: &str) -> anyhow::Result<(Duration, String)> {
-    let started = Instant::now();
-    let mut how = String::new();
-    wait_until(
-        &format!("{} to be dropped", pod.describe()),
-        CONVERGE,
-        || {
-            let outcome = probe_pods::charge(run.sh, run.cluster, pod, url, &["--timeout", "2s"])?;
-            match outcome.first() {
-                Some(Outcome::NoAnswer(error)) => {
-                    how = error.clone();
-                    Ok(true)
-                }
-                other => bail!(
-                    "it got {}",
-                    other.map(Outcome::describe).unwrap_or_default()
-                ),
-            }
-        },
-    )?;
-    let took = started.elapsed();
-    let again = probe_pods::charge(
-        run.sh,
-        run.cluster,
-        pod,
-        url,
-        &["--count", "2", "--timeout", "2s"],
-    )?;
-    if let Some(reached) = again.iter().find(|o| matches!(o, Outcome::Answered { .. })) {
-        bail!(
-            "{} was dropped once, then got {}",
-            pod.describe(),
-            reached.describe()
-        );
-    }
-    Ok((took, how))
-}
-
 /// Sum of `provider_charges_total` over the provider's pods, read through the API server's pod
 /// proxy (the node's own address may reach its pods; Antaeus' side is not needed for it).
 fn charges_counted(run: &RealRun) -> anyhow::Result<f64> {
@@ -512,79 +403,9 @@ pub fn sum_metric(text: &str, metric: &str) -> f64 {
         .sum()
 }
 
-/// Unix seconds of a pod condition's last transition.
-fn condition_time(pod: &Value, kind: &str) -> Option<f64> {
-    pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-        .and_then(|c| c["lastTransitionTime"].as_str())
-        .and_then(unix_seconds)
-}
-
-/// Unix seconds of the first event of `reason` about a provider pod.
-fn event_time(run: &RealRun, pod: &str, reason: &str) -> Option<f64> {
-    let selector = format!("involvedObject.name={pod},reason={reason}");
-    let json = run
-        .cluster
-        .kubectl_read(
-            run.sh,
-            &[
-                "get",
-                "events",
-                "-n",
-                PROVIDER_SERVICE,
-                "--field-selector",
-                &selector,
-                "-o",
-                "json",
-            ],
-        )
-        .ok()?;
-    let list: Value = serde_json::from_str(&json).ok()?;
-    list["items"]
-        .as_array()?
-        .iter()
-        .filter_map(|e| e["firstTimestamp"].as_str().or(e["eventTime"].as_str()))
-        .filter_map(unix_seconds)
-        .reduce(f64::min)
-}
-
-/// `2026-12-02T06:17:19Z` (or with fractional seconds) → Unix seconds.
-pub fn unix_seconds(text: &str) -> Option<f64> {
-    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (h, min) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let s: f64 = t.next()?.parse().ok()?;
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some((days * 86400 + h * 3600 + min * 60) as f64 + s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kubernetes_timestamps_become_unix_seconds() {
-        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0.0));
-        assert_eq!(unix_seconds("2024-02-29T12:00:01Z"), Some(1_709_208_001.0));
-        assert_eq!(
-            unix_seconds("2024-02-29T12:00:01.5Z"),
-            Some(1_709_208_001.5)
-        );
-        assert_eq!(unix_seconds("yesterday"), None);
-    }
 
     #[test]
     fn metric_samples_are_summed_by_name_only() {
