@@ -1,19 +1,34 @@
 //! `cargo xtask e2e`: Flux reconciles `flux/` from a loopback git server into a real control plane
-//! (etcd, kube-apiserver, controller-manager, scheduler, kwok) built from Go modules, then RBAC,
-//! tenancy, admission policies and network reachability are asserted on the live cluster.
+//! (etcd, kube-apiserver, controller-manager, scheduler, kwok) built from Go modules, with a real
+//! node (containerd, kubelet, kube-proxy, kube-router) running the provider's image, all inside a
+//! mount + network namespace of the run; then RBAC, tenancy, admission policies, network
+//! reachability and the real pods' behaviour are asserted on the live cluster.
 
 mod checks;
 mod cluster;
+mod cni;
 pub(crate) mod components;
+mod containerd;
+mod drain;
 mod flux;
 mod git;
 mod gomod;
+mod host;
+mod intruders;
+mod kube_router;
+mod netns;
 mod network;
+mod node;
+mod node_images;
 mod pki;
+mod probe_pods;
 pub(crate) mod procs;
 mod rbac;
+mod realnode;
+mod realnode_checks;
 pub(crate) mod registry;
 mod tenancy;
+mod timestamps;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +46,9 @@ pub struct E2e {
     #[arg(long, conflicts_with = "build_only")]
     update_modules: bool,
     /// The environment whose entry point `flux/clusters/<ENV>/` the cluster is bootstrapped with.
-    #[arg(long, default_value = "staging")]
+    /// Production by default: its tree pins the provider's image by digest, so the real node proves
+    /// that the digest Flux deploys is the one this checkout builds.
+    #[arg(long, default_value = "production")]
     env: String,
     /// Serve this folder as `flux/` instead of the checkout's own (to try a tree before it lands).
     #[arg(long, value_name = "DIR")]
@@ -42,6 +59,9 @@ pub struct E2e {
     /// Keep the run's folder (certificates, kubeconfigs, logs) even when everything passed.
     #[arg(long)]
     keep: bool,
+    /// Set by the e2e itself when it re-executes inside the run's namespaces (`netns`).
+    #[arg(long = "inside-namespace", hide = true, value_name = "DIR")]
+    inside_namespace: Option<PathBuf>,
 }
 
 /// Outcome of one numbered step.
@@ -73,7 +93,16 @@ impl E2e {
                 );
             }
         }
-        let bins = components::build_all(&sh, &root)?;
+        if let Some(dir) = &self.inside_namespace {
+            // The outer run built everything; this one only runs, inside the namespaces.
+            let bins = components::cached()?;
+            let inside = netns::enter(&sh, dir)?;
+            return self.run_cluster(&sh, &root, &bins, dir, &inside);
+        }
+        if !self.build_only {
+            netns::check_prerequisites()?;
+        }
+        components::build_all(&sh, &root)?;
         if self.build_only {
             print_disk(&sh);
             return Ok(());
@@ -81,7 +110,8 @@ impl E2e {
         let dir = std::env::temp_dir().join(format!("billing-platform-e2e-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         eprintln!("e2e: run folder {}", dir.display());
-        let outcome = self.run_cluster(&sh, &root, &bins, &dir);
+        let outcome =
+            node_images::prepare(&sh, &root, &dir).and_then(|()| netns::run_inside(&sh, &dir));
         eprintln!("e2e: finished in {:.0?}", started.elapsed());
         match outcome {
             Ok(()) => {
@@ -103,6 +133,7 @@ impl E2e {
         root: &Path,
         bins: &components::Binaries,
         dir: &Path,
+        inside: &netns::Inside,
     ) -> anyhow::Result<()> {
         let timeout = Duration::from_secs(self.timeout);
         let mut procs = procs::Processes::new(&dir.join("logs"))?;
@@ -150,6 +181,23 @@ impl E2e {
             tree.kustomizations.len(),
             self.env
         );
+
+        // 2b. The real node, before Flux: the provider's pods are to become Ready on it, from the
+        // image just pushed (without it Flux would only time out on them).
+        let pushed = image
+            .as_ref()
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .context("the real node needs the provider's image in the loopback registry")?;
+        let node = realnode::start(
+            sh,
+            bins,
+            dir,
+            &cluster,
+            inside,
+            pushed.registry,
+            &pushed.digest,
+            &mut procs,
+        )?;
 
         // 3. Flux.
         flux::install(sh, root, bins, &cluster, &mut procs)?;
@@ -224,8 +272,17 @@ impl E2e {
             name: "7. network reachability",
             result: connectivity,
         });
+        let t_checks = Instant::now();
+        for (name, result) in realnode_checks::run(&node.checks(sh, &cluster, &tree)) {
+            steps.push(Step { name, result });
+        }
+        println!(
+            "   real node: bring-up {:.1?}, assertions {:.1?}",
+            node.bring_up,
+            t_checks.elapsed()
+        );
 
-        println!("8. summary:");
+        println!("9. summary:");
         let mut failed = 0;
         for step in &steps {
             match &step.result {

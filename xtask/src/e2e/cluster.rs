@@ -12,8 +12,14 @@ use super::components::{self, Binaries};
 use super::pki::{ADMIN, Identity, generate_ca, issue, write_identity};
 use super::procs::{Processes, free_port, wait_until};
 
-/// The name of the one kwok node every pod is scheduled to.
+/// The name of kwok's fake node: every pod the real node does not take (Antaeus' image is not
+/// built here) is scheduled to it.
 pub const NODE: &str = "kwok-node-0";
+/// Pod addresses: the controller-manager gives each node a /24 of it (kwok's node the first).
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+const KWOK_POD_CIDR: &str = "10.244.0.0/24";
+/// Service addresses (kube-proxy and kube-router are told the same range).
+pub const SERVICE_CIDR: &str = "10.96.0.0/24";
 
 /// A running control plane and the files a client needs to reach it.
 pub struct Cluster {
@@ -58,6 +64,15 @@ impl Cluster {
         )
         .quiet()
         .run()?;
+        // The API server's client certificate towards kubelets (logs, exec, port-forward).
+        issue(
+            sh,
+            &pki,
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+            "extendedKeyUsage = clientAuth",
+        )?;
 
         let etcd_port = free_port()?;
         let peer_port = free_port()?;
@@ -108,8 +123,17 @@ impl Cluster {
                 &format!("--service-account-issuer={server}"),
                 &format!("--service-account-key-file={}", p("sa.pub")),
                 &format!("--service-account-signing-key-file={}", p("sa.key")),
-                "--service-cluster-ip-range=10.96.0.0/24",
-                "--authorization-mode=RBAC",
+                &format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                // The Node authorizer and NodeRestriction confine the real node's kubelet to its
+                // own node and pods; PodNodeSelector and PodTolerationRestriction read the
+                // namespace annotations that place the provider's pods on it (`node::placement`).
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction",
+                &format!("--kubelet-client-certificate={}", p("apiserver-kubelet-client.crt")),
+                &format!("--kubelet-client-key={}", p("apiserver-kubelet-client.key")),
+                &format!("--kubelet-certificate-authority={}", p("ca.crt")),
+                // Else logs and exec resolve the node's name through the host's resolver.
+                "--kubelet-preferred-address-types=InternalIP",
                 // The admission policies, not the apiserver, must be what refuses privileged pods.
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -144,8 +168,11 @@ impl Cluster {
             &format!("--service-account-private-key-file={}", p("sa.key")),
             &format!("--root-ca-file={}", p("ca.crt")),
             "--use-service-account-credentials=false",
-            "--cluster-cidr=10.244.0.0/16",
-            "--allocate-node-cidrs=false",
+            &format!("--cluster-cidr={CLUSTER_CIDR}"),
+            &format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            // The real node's CNI bridge takes its range from the Node object.
+            "--allocate-node-cidrs=true",
+            "--node-cidr-mask-size=24",
         ]);
         kcm.extend(auth.iter().cloned());
         procs.spawn(
@@ -186,7 +213,7 @@ impl Cluster {
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--manage-nodes-with-label-selector=",
                 "--manage-single-node=",
-                "--cidr=10.244.0.0/24",
+                &format!("--cidr={KWOK_POD_CIDR}"),
                 "--node-ip=10.244.0.1",
                 "--node-lease-duration-seconds=40",
             ]),
@@ -303,7 +330,8 @@ fn strings(args: &[&str]) -> Vec<String> {
 }
 
 /// The kwok node: kwok manages nodes with this annotation and reports them Ready; no taint, so
-/// the Deployments of the tree schedule onto it unchanged.
+/// the Deployments of the tree schedule onto it unchanged. Its podCIDR is set, so the
+/// controller-manager hands the real node another range.
 fn node_manifest() -> String {
     serde_json::json!({
         "apiVersion": "v1",
@@ -318,6 +346,7 @@ fn node_manifest() -> String {
                 "type": "kwok",
             },
         },
+        "spec": {"podCIDR": KWOK_POD_CIDR, "podCIDRs": [KWOK_POD_CIDR]},
         "status": {
             "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
             "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
