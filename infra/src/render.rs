@@ -39,7 +39,7 @@ pub fn render(spec: &Spec) -> Result<Tree, Error> {
     // Compiled once per process (shared with validation and checks); every environment gets the
     // same rules, less those limited to other environments.
     let bundle = policies::Bundle::builtin().map_err(Error::Policy)?;
-    let exemptions = spec.policy_exemptions();
+    let exemptions = spec.exemptions();
     for env in &spec.environments {
         cluster::render(spec, &env.name, &mut tree)?;
         services::render(spec, &env.name, &mut tree)?;

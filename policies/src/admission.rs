@@ -221,14 +221,20 @@ mod tests {
 
     fn labels() -> AdmissionLabels {
         AdmissionLabels {
-            common: BTreeMap::from([("app.kubernetes.io/part-of".to_owned(), "billing".to_owned())]),
+            common: BTreeMap::from([(
+                "app.kubernetes.io/part-of".to_owned(),
+                "billing".to_owned(),
+            )]),
             rule_key: "billing-platform/rule".to_owned(),
             severity_key: "billing-platform/severity".to_owned(),
             description_key: "billing-platform/description".to_owned(),
         }
     }
 
-    fn objects(env: &str, exemptions: &[Exemption]) -> Vec<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding)> {
+    fn objects(
+        env: &str,
+        exemptions: &[Exemption],
+    ) -> Vec<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding)> {
         Bundle::builtin()
             .expect("compiles")
             .admission_objects(env, exemptions, &labels())
@@ -396,7 +402,10 @@ mod tests {
             assert_eq!(labels["app.kubernetes.io/part-of"], "billing");
             assert_eq!(labels["billing-platform/rule"], "probes-required");
             assert_eq!(labels["billing-platform/severity"], "error");
-            assert!(meta.annotations.as_ref().expect("annotations")["billing-platform/description"].contains("livenessProbe"));
+            assert!(
+                meta.annotations.as_ref().expect("annotations")["billing-platform/description"]
+                    .contains("livenessProbe")
+            );
         }
     }
 
@@ -411,21 +420,65 @@ mod tests {
         };
         let (policy, binding) = find("platform-replicas-bounded");
         let spec = policy.spec.as_ref().expect("spec");
-        let resources = spec.match_constraints.as_ref().and_then(|m| m.resource_rules.as_ref()).expect("rules")[0]
+        let resources = spec
+            .match_constraints
+            .as_ref()
+            .and_then(|m| m.resource_rules.as_ref())
+            .expect("rules")[0]
             .resources
             .clone();
-        assert_eq!(resources, Some(vec!["deployments".to_owned(), "deployments/scale".to_owned()]));
-        assert_eq!(spec.param_kind.as_ref().and_then(|k| k.kind.as_deref()), Some("ConfigMap"));
+        assert_eq!(
+            resources,
+            Some(vec![
+                "deployments".to_owned(),
+                "deployments/scale".to_owned()
+            ])
+        );
+        assert_eq!(
+            spec.param_kind.as_ref().and_then(|k| k.kind.as_deref()),
+            Some("ConfigMap")
+        );
         let param_ref = binding.spec.param_ref.as_ref().expect("paramRef");
         assert_eq!(param_ref.name.as_deref(), Some(PARAMS_CONFIG_MAP));
-        assert_eq!(param_ref.namespace, None, "each request reads its own namespace's");
-        assert_eq!(param_ref.parameter_not_found_action.as_deref(), Some("Deny"));
+        assert_eq!(
+            param_ref.namespace, None,
+            "each request reads its own namespace's"
+        );
+        assert_eq!(
+            param_ref.parameter_not_found_action.as_deref(),
+            Some("Deny")
+        );
         let (policy, _) = find("platform-no-privileged");
-        let pods = &policy.spec.as_ref().and_then(|s| s.match_constraints.as_ref()).and_then(|m| m.resource_rules.as_ref()).expect("rules")[0];
-        assert_eq!(pods.resources, Some(vec!["pods".to_owned(), "pods/ephemeralcontainers".to_owned()]));
+        let pods = &policy
+            .spec
+            .as_ref()
+            .and_then(|s| s.match_constraints.as_ref())
+            .and_then(|m| m.resource_rules.as_ref())
+            .expect("rules")[0];
+        assert_eq!(
+            pods.resources,
+            Some(vec![
+                "pods".to_owned(),
+                "pods/ephemeralcontainers".to_owned()
+            ])
+        );
         let (policy, _) = find("platform-tenant-limits-protected");
-        let ops = policy.spec.as_ref().and_then(|s| s.match_constraints.as_ref()).and_then(|m| m.resource_rules.as_ref()).expect("rules")[0].operations.clone();
-        assert_eq!(ops, Some(vec!["CREATE".to_owned(), "UPDATE".to_owned(), "DELETE".to_owned()]));
+        let ops = policy
+            .spec
+            .as_ref()
+            .and_then(|s| s.match_constraints.as_ref())
+            .and_then(|m| m.resource_rules.as_ref())
+            .expect("rules")[0]
+            .operations
+            .clone();
+        assert_eq!(
+            ops,
+            Some(vec![
+                "CREATE".to_owned(),
+                "UPDATE".to_owned(),
+                "DELETE".to_owned()
+            ])
+        );
     }
 
     #[test]
@@ -468,20 +521,46 @@ mod tests {
         let tenant = testing::tenant("antaeus");
 
         let exempted = root_deployment("antaeus", "antaeus");
-        let replica_set = owned("ReplicaSet", "antaeus-5d8f7c9b4", "Deployment", "antaeus", &exempted);
-        let pod = owned("Pod", "antaeus-5d8f7c9b4-x2x9q", "ReplicaSet", "antaeus-5d8f7c9b4", &exempted);
+        let replica_set = owned(
+            "ReplicaSet",
+            "antaeus-5d8f7c9b4",
+            "Deployment",
+            "antaeus",
+            &exempted,
+        );
+        let pod = owned(
+            "Pod",
+            "antaeus-5d8f7c9b4-x2x9q",
+            "ReplicaSet",
+            "antaeus-5d8f7c9b4",
+            &exempted,
+        );
         let judge = |object: &serde_json::Value, user: &UserInfo| {
-            evaluate_policy(policy, binding, &created_by(object.clone(), user.clone()), None)
+            evaluate_policy(
+                policy,
+                binding,
+                &created_by(object.clone(), user.clone()),
+                None,
+            )
         };
         assert_eq!(judge(&exempted, &tenant), None);
         assert_eq!(judge(&replica_set, &controller), None);
         assert_eq!(judge(&pod, &controller), None);
-        assert_eq!(judge(&pod, &UserInfo::user("system:kube-controller-manager", &[])), None);
+        assert_eq!(
+            judge(&pod, &UserInfo::user("system:kube-controller-manager", &[])),
+            None
+        );
 
         // Same name in another namespace, another Deployment's pods in the namespace, or a pod
         // claiming the exempt owner but created by someone else (a forged owner): denied.
         let elsewhere = root_deployment("billing", "antaeus");
-        let stranger = owned("Pod", "antaeus-admin-x", "ReplicaSet", "antaeus-admin-5d8f-x", &exempted);
+        let stranger = owned(
+            "Pod",
+            "antaeus-admin-x",
+            "ReplicaSet",
+            "antaeus-admin-5d8f-x",
+            &exempted,
+        );
         let mut forged_deployment = root_deployment("antaeus", "evil");
         forged_deployment["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1",
             "kind": "ReplicaSet", "name": "antaeus-5d8f7c9b4", "uid": "u", "controller": true}]);
@@ -505,13 +584,26 @@ mod tests {
         let policies = objects("production", &exemptions);
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let no_kustomize = |dir: &Path| Err(format!("no kustomize for {}", dir.display()));
-        let context_objects = load_manifests(&root.join("tests/context"), &no_kustomize).expect("context loads");
-        let mut requests: Vec<SourcedObject> = load_manifests(&root.join("fixtures"), &no_kustomize).expect("fixtures load");
-        requests.push(created_by(root_deployment("antaeus", "antaeus"), testing::tenant("antaeus")));
+        let context_objects =
+            load_manifests(&root.join("tests/context"), &no_kustomize).expect("context loads");
+        let mut requests: Vec<SourcedObject> =
+            load_manifests(&root.join("fixtures"), &no_kustomize).expect("fixtures load");
+        requests.push(created_by(
+            root_deployment("antaeus", "antaeus"),
+            testing::tenant("antaeus"),
+        ));
         requests.extend(synthetic_objects(2));
         let mut params_objects: Vec<SourcedObject> = context_objects.clone();
         params_objects.extend(synthetic_objects(2));
-        params_objects.push(SourcedObject::new("p.yaml", testing::params("antaeus", "ghcr.io/billing-platform/payment-provider", testing::DIGEST, "cluster")));
+        params_objects.push(SourcedObject::new(
+            "p.yaml",
+            testing::params(
+                "antaeus",
+                "ghcr.io/billing-platform/payment-provider",
+                testing::DIGEST,
+                "cluster",
+            ),
+        ));
         let params = namespace_params(&params_objects);
         let context = CheckContext {
             environment: Some("production".into()),
@@ -525,14 +617,19 @@ mod tests {
             let mut offline: Vec<String> = report
                 .violations
                 .iter()
-                .filter(|v| v.file == file && v.name == crate::bundle::Meta::of(request.subject()).name)
+                .filter(|v| {
+                    v.file == file && v.name == crate::bundle::Meta::of(request.subject()).name
+                })
                 .map(|v| v.rule.clone())
                 .collect();
-            let namespace = request.subject()["metadata"]["namespace"].as_str().unwrap_or("");
+            let namespace = request.subject()["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("");
             let mut in_cluster: Vec<String> = policies
                 .iter()
                 .filter_map(|(policy, binding)| {
-                    let failed = evaluate_policy(policy, binding, request, params.get(namespace).copied())?;
+                    let failed =
+                        evaluate_policy(policy, binding, request, params.get(namespace).copied())?;
                     let rule = policy.metadata.name.as_deref()?.strip_prefix(NAME_PREFIX)?;
                     Some(std::iter::repeat_n(rule.to_owned(), failed.len()))
                 })

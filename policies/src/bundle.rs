@@ -381,7 +381,9 @@ pub(crate) fn request_parts<'a>(
 
 /// The platform's settings of each namespace: the [`PARAMS_CONFIG_MAP`] ConfigMap among the
 /// objects (the last one wins, as the last apply would).
-pub(crate) fn namespace_params(objects: &[SourcedObject]) -> std::collections::HashMap<&str, &serde_json::Value> {
+pub(crate) fn namespace_params(
+    objects: &[SourcedObject],
+) -> std::collections::HashMap<&str, &serde_json::Value> {
     objects
         .iter()
         .map(|o| &o.object)
@@ -920,7 +922,11 @@ mod tests {
             ["tenant-limits-protected"],
             "{report}"
         );
-        assert!(report.violations[0].message.contains("only the platform may update Namespace"));
+        assert!(
+            report.violations[0]
+                .message
+                .contains("only the platform may update Namespace")
+        );
         assert_eq!(judge(vec![relabel(testing::platform())]).violations, []);
         let delete_quota = SourcedObject {
             file: "delete.yaml".into(),

@@ -308,7 +308,10 @@ mod tests {
                 && explained.contains("template"),
             "{explained}"
         );
-        assert_eq!(explain_failure("variables.specs == 1", &err, &failures), err);
+        assert_eq!(
+            explain_failure("variables.specs == 1", &err, &failures),
+            err
+        );
     }
 
     #[test]

@@ -103,7 +103,10 @@ impl Exemption {
         // (kind of the owned object, its owner reference) pairs.
         let owned: &[(&str, String)] = &match kind.as_str() {
             "Deployment" => vec![
-                ("ReplicaSet", format!("o.kind == 'Deployment' && o.name == '{name}'")),
+                (
+                    "ReplicaSet",
+                    format!("o.kind == 'Deployment' && o.name == '{name}'"),
+                ),
                 (
                     "Pod",
                     format!("o.kind == 'ReplicaSet' && o.name.matches('^{regex_name}-[a-z0-9]+$')"),

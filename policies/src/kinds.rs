@@ -15,7 +15,13 @@ pub(crate) struct KindInfo {
 /// all it takes for rules to be able to name it.
 pub(crate) const KINDS: &[KindInfo] = &[
     kind("", "v1", "Pod", "pods", true),
-    kind("", "v1", "ReplicationController", "replicationcontrollers", true),
+    kind(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+    ),
     kind("", "v1", "Service", "services", true),
     kind("", "v1", "ServiceAccount", "serviceaccounts", true),
     kind("", "v1", "ConfigMap", "configmaps", true),
@@ -29,7 +35,13 @@ pub(crate) const KINDS: &[KindInfo] = &[
     kind("apps", "v1", "ReplicaSet", "replicasets", true),
     kind("batch", "v1", "Job", "jobs", true),
     kind("batch", "v1", "CronJob", "cronjobs", true),
-    kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
+    kind(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
     kind("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
     kind(
         "rbac.authorization.k8s.io",

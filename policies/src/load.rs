@@ -187,8 +187,12 @@ fn admission_review(
         document,
         reason,
     };
-    let request: ReviewRequest = serde_json::from_value(review["request"].clone())
-        .map_err(|e| invalid(format!("is an AdmissionReview whose request is invalid: {e}")))?;
+    let request: ReviewRequest =
+        serde_json::from_value(review["request"].clone()).map_err(|e| {
+            invalid(format!(
+                "is an AdmissionReview whose request is invalid: {e}"
+            ))
+        })?;
     let old_object = request.old_object.filter(|o| !o.is_null());
     let needs = match request.operation {
         Operation::Delete if old_object.is_none() => Some("a DELETE needs request.oldObject"),
@@ -239,7 +243,10 @@ request:
         parse_documents(Path::new("r.yaml"), text, &mut objects).expect("a valid review");
         let admission = &objects[0].admission;
         assert_eq!(admission.operation, Operation::Update);
-        assert_eq!(admission.user.as_ref().map(|u| u.username.as_str()), Some("alice"));
+        assert_eq!(
+            admission.user.as_ref().map(|u| u.username.as_str()),
+            Some("alice")
+        );
         assert_eq!(admission.sub_resource.as_deref(), Some("scale"));
         assert_eq!(
             admission.resource,
@@ -247,7 +254,10 @@ request:
         );
         assert_eq!(objects[0].object["spec"]["replicas"], 9);
         assert_eq!(
-            admission.old_object.as_ref().map(|o| o["spec"]["replicas"].clone()),
+            admission
+                .old_object
+                .as_ref()
+                .map(|o| o["spec"]["replicas"].clone()),
             Some(2.into())
         );
     }
@@ -264,8 +274,8 @@ request:
     #[test]
     fn an_update_review_without_the_old_object_names_what_is_missing() {
         let text = "apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\nrequest:\n  operation: UPDATE\n  object: {apiVersion: v1, kind: Service, metadata: {name: a}}\n";
-        let err = parse_documents(Path::new("u.yaml"), text, &mut Vec::new())
-            .expect_err("no oldObject");
+        let err =
+            parse_documents(Path::new("u.yaml"), text, &mut Vec::new()).expect_err("no oldObject");
         assert_eq!(
             err.to_string(),
             "u.yaml: document 0 is an AdmissionReview: an UPDATE needs request.oldObject"
@@ -346,7 +356,10 @@ request:
         // sets the namespace, the way `kubectl kustomize` would for this kustomization.
         let built = |dir: &Path| {
             let svc = std::fs::read_to_string(dir.join("svc.yaml")).map_err(|e| e.to_string())?;
-            Ok(svc.replace("metadata: {name: api}", "metadata: {name: api, namespace: shop}"))
+            Ok(svc.replace(
+                "metadata: {name: api}",
+                "metadata: {name: api, namespace: shop}",
+            ))
         };
         let objects = load_manifests(dir.path(), &built).expect("kustomize builds");
         assert_eq!(objects.len(), 1);

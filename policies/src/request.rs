@@ -109,7 +109,8 @@ impl RequestParts<'_> {
         let resource = serde_json::json!({
             "group": self.resource_group, "version": self.version, "resource": self.resource,
         });
-        let kind = serde_json::json!({"group": self.group, "version": self.version, "kind": self.kind});
+        let kind =
+            serde_json::json!({"group": self.group, "version": self.version, "kind": self.kind});
         serde_json::json!({
             "uid": "offline",
             "kind": kind,
@@ -135,7 +136,10 @@ mod tests {
     fn a_service_account_has_the_groups_the_api_server_gives_its_tokens() {
         let sa = UserInfo::service_account("shop", "flux-reconciler");
         assert_eq!(sa.username, "system:serviceaccount:shop:flux-reconciler");
-        assert!(sa.groups.contains(&"system:serviceaccounts:shop".to_owned()));
+        assert!(
+            sa.groups
+                .contains(&"system:serviceaccounts:shop".to_owned())
+        );
         assert!(sa.groups.contains(&"system:authenticated".to_owned()));
     }
 

@@ -94,15 +94,15 @@ pub fn service(i: usize) -> Vec<SourcedObject> {
         (
             tenants("developer-rbac.yaml"),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                "metadata": meta("developer"),
-                "rules": [
-                    {"apiGroups": ["apps"], "resources": ["deployments"],
-                     "verbs": ["get", "list", "watch", "patch", "update"]},
-                    {"apiGroups": ["apps"], "resources": ["deployments/scale"],
-                     "verbs": ["get", "patch", "update"]},
-                    {"apiGroups": [""], "resources": ["pods", "pods/log", "events"],
-                     "verbs": ["get", "list", "watch"]},
-                ]}),
+            "metadata": meta("developer"),
+            "rules": [
+                {"apiGroups": ["apps"], "resources": ["deployments"],
+                 "verbs": ["get", "list", "watch", "patch", "update"]},
+                {"apiGroups": ["apps"], "resources": ["deployments/scale"],
+                 "verbs": ["get", "patch", "update"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/log", "events"],
+                 "verbs": ["get", "list", "watch"]},
+            ]}),
         ),
         (
             tenants("developer-rbac.yaml"),
@@ -120,18 +120,18 @@ pub fn service(i: usize) -> Vec<SourcedObject> {
         (
             tenants("network-policies.yaml"),
             json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": meta("allow-ingress"),
-                "spec": {
-                    "podSelector": {"matchLabels": selector},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [{
-                        "from": [{
-                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "caller"}},
-                            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "caller"}},
-                        }],
-                        "ports": [{"port": 8080, "protocol": "TCP"}],
+            "metadata": meta("allow-ingress"),
+            "spec": {
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Ingress"],
+                "ingress": [{
+                    "from": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "caller"}},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "caller"}},
                     }],
-                }}),
+                    "ports": [{"port": 8080, "protocol": "TCP"}],
+                }],
+            }}),
         ),
     ];
     let tenant_objects = [

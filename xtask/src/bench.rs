@@ -1,6 +1,7 @@
 //! `cargo xtask bench <what>`: benchmarks that print figures against a baseline measured in the same run.
 
 mod generate;
+mod policy;
 mod provider;
 
 use clap::{Args, Subcommand};
@@ -17,6 +18,8 @@ enum What {
     Provider(provider::BenchProvider),
     /// Generate and verify a synthetic platform of 1,000 services, 100 teams, 2 environments.
     Gen(generate::BenchGen),
+    /// The policy bundle alone over a synthetic platform, against a YAML-dump baseline.
+    Policy(policy::BenchPolicy),
 }
 
 impl Bench {
@@ -24,6 +27,7 @@ impl Bench {
         match self.what {
             What::Provider(cmd) => cmd.run(),
             What::Gen(cmd) => cmd.run(),
+            What::Policy(cmd) => cmd.run(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (etcd, kube-apiserver, controller-manager, scheduler, kwok) built from Go modules, then RBAC,
 //! tenancy, admission policies and network reachability are asserted on the live cluster.
 
+mod attacks;
 mod checks;
 mod cluster;
 mod components;
@@ -180,6 +181,23 @@ impl E2e {
         steps.push(Step {
             name: "5. RBAC matrix",
             result: matrix,
+        });
+        let attacks = attacks::run(sh, &cluster, &tree).map(|lines| {
+            println!(
+                "6a. attacks on the tenancy (as a developer and as the tenant's Flux account):"
+            );
+            for line in &lines {
+                println!("   {line}");
+            }
+            let refused = lines.iter().filter(|l| l.starts_with("refused")).count();
+            format!(
+                "{refused} attacks refused, {} legitimate actions admitted",
+                lines.len() - refused
+            )
+        });
+        steps.push(Step {
+            name: "6a. attacks refused, emergency actions admitted",
+            result: attacks,
         });
         steps.push(Step {
             name: "6. tenancy and rollout through git",

@@ -1,10 +1,12 @@
 //! Developer CLI for the billing platform: `cargo xtask <command>`; parses flags and dispatches.
 
 mod bench;
+mod checkov;
 mod ci;
 mod dist;
 mod e2e;
 mod generate;
+mod kustomize;
 mod policy;
 mod verify;
 

@@ -74,7 +74,7 @@ impl Verify {
 /// and exemptions the cluster enforces through the admission policies in the tree.
 pub(crate) fn policy_reports(spec: &Spec, tree: &Tree) -> anyhow::Result<Vec<Report>> {
     let bundle = Bundle::builtin()?;
-    let exemptions = spec.policy_exemptions();
+    let exemptions = spec.exemptions();
     // Environments are independent: one thread each, results in the spec's order.
     std::thread::scope(|scope| {
         let handles: Vec<_> = spec
@@ -86,13 +86,11 @@ pub(crate) fn policy_reports(spec: &Spec, tree: &Tree) -> anyhow::Result<Vec<Rep
                     let objects: Vec<SourcedObject> = tree
                         .entries()
                         .filter(|entry| entry.cluster == env.name)
-                        .map(|entry| SourcedObject {
-                            file: entry.file.into(),
-                            object: entry.object.value().clone(),
-                        })
+                        .map(|entry| SourcedObject::new(entry.file, entry.object.value().clone()))
                         .collect();
                     let context = CheckContext {
                         environment: Some(env.name.clone()),
+                        user: None,
                     };
                     bundle.check(&context, &objects, exemptions)
                 })
