@@ -83,6 +83,7 @@ pub fn sources(services: usize, teams: usize) -> (SourceFile, Vec<SourceFile>) {
                         port: None,
                         path: "/api".into(),
                     }),
+                    secret: None,
                 }]
             } else {
                 Vec::new()
@@ -122,6 +123,7 @@ pub fn sources(services: usize, teams: usize) -> (SourceFile, Vec<SourceFile>) {
                 },
                 callers,
                 exec: k % 20 == 0,
+                max_replicas: None,
                 automount_service_account_token: false,
                 policy_exemptions: if k % 50 == 0 {
                     vec![ExemptionSpec {

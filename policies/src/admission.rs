@@ -201,7 +201,6 @@ fn binding(rule: &Rule, labels: &AdmissionLabels) -> ValidatingAdmissionPolicyBi
                 }),
                 ..Default::default()
             }),
-            ..Default::default()
         },
     }
 }
@@ -267,7 +266,7 @@ mod tests {
                 .is_some_and(|g| g.iter().any(|g| g == parts.resource_group))
                 && r.resources
                     .as_ref()
-                    .is_some_and(|rs| rs.iter().any(|r| *r == resource))
+                    .is_some_and(|rs| rs.contains(&resource))
                 && r.operations
                     .as_ref()
                     .is_some_and(|ops| ops.iter().any(|o| o == parts.operation.as_str()))

@@ -9,9 +9,10 @@ use xshell::{Shell, cmd};
 /// kubectl is missing, how to get it.
 pub(crate) fn build(dir: &Path) -> Result<String, String> {
     let sh = Shell::new().map_err(|e| format!("cannot start a shell for kubectl: {e}"))?;
+    // `output` captures stderr: a successful build stays quiet, a failed one quotes kubectl.
     match cmd!(sh, "kubectl kustomize {dir}")
         .quiet()
-        .ignore_stderr()
+        .ignore_status()
         .output()
     {
         Ok(output) if output.status.success() => String::from_utf8(output.stdout).map_err(|_| {
@@ -20,20 +21,11 @@ pub(crate) fn build(dir: &Path) -> Result<String, String> {
                 dir.display()
             )
         }),
-        Ok(_) => {
-            // Run again to show kubectl's own message (its stderr was left out above so a
-            // successful build stays quiet).
-            let message = cmd!(sh, "kubectl kustomize {dir}")
-                .quiet()
-                .ignore_status()
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-                .unwrap_or_default();
-            Err(format!(
-                "`kubectl kustomize {}` fails: {message}",
-                dir.display()
-            ))
-        }
+        Ok(output) => Err(format!(
+            "`kubectl kustomize {}` fails: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
         Err(err) => Err(format!(
             "cannot run `kubectl kustomize` ({err}): kubectl (with kustomize built in) must be on PATH; install it from https://kubernetes.io/docs/tasks/tools/"
         )),
