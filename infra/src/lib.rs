@@ -18,7 +18,7 @@ pub mod testing;
 pub mod tree;
 
 pub use render::render;
-pub use spec::{Exemption, Problem, Problems, Spec};
+pub use spec::{Problem, Problems, Spec};
 pub use tree::{Object, Tree};
 
 /// Everything that can go wrong in this crate.

@@ -15,6 +15,12 @@ pub const PART_OF: &str = "app.kubernetes.io/part-of";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The team that owns the object.
 pub const TEAM: &str = "billing-platform/team";
+/// The policy rule an admission policy enforces (select policies by rule).
+pub const RULE: &str = "billing-platform/rule";
+/// The severity of an admission policy's rule (`error`, `warning`).
+pub const SEVERITY: &str = "billing-platform/severity";
+/// The annotation with what an admission policy's rule enforces and why.
+pub const DESCRIPTION: &str = "billing-platform/description";
 /// The `managed-by` value.
 pub const GENERATOR: &str = "cargo-xtask-gen";
 /// The label Kubernetes sets on every Namespace (since 1.22); namespace selectors use it.

@@ -9,6 +9,7 @@ mod admission;
 mod cluster;
 mod codeowners;
 pub mod layout;
+mod limits;
 mod network;
 mod services;
 mod tenant;
@@ -32,6 +33,21 @@ pub const PLATFORM_RECONCILER: &str = "kustomize-controller";
 pub const TENANT_RECONCILER: &str = "flux-reconciler";
 /// The developer Role and RoleBinding in each service namespace.
 pub const DEVELOPER_ROLE: &str = "developer";
+/// The ClusterRole every tenant account is bound to, in its own namespace only.
+pub const TENANT_ROLE: &str = "flux-tenant";
+
+/// Who applies the objects of a generated `file` in the cluster: the service's tenant account
+/// for its app directory (`flux/apps/<service>/…`), the platform's reconciler for everything
+/// else. The offline policy check judges each object as that identity, as the cluster will.
+pub fn applier(file: &str) -> policies::UserInfo {
+    match file
+        .strip_prefix("flux/apps/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((service, _)) => policies::UserInfo::service_account(service, TENANT_RECONCILER),
+        None => policies::UserInfo::service_account(FLUX_NAMESPACE, PLATFORM_RECONCILER),
+    }
+}
 
 /// Renders the whole tree for `spec`: every environment, plus `.github/CODEOWNERS`.
 pub fn render(spec: &Spec) -> Result<Tree, Error> {
@@ -39,7 +55,7 @@ pub fn render(spec: &Spec) -> Result<Tree, Error> {
     // Compiled once per process (shared with validation and checks); every environment gets the
     // same rules, less those limited to other environments.
     let bundle = policies::Bundle::builtin().map_err(Error::Policy)?;
-    let exemptions = spec.policy_exemptions();
+    let exemptions = spec.exemptions();
     for env in &spec.environments {
         cluster::render(spec, &env.name, &mut tree)?;
         services::render(spec, &env.name, &mut tree)?;
@@ -113,6 +129,35 @@ mod tests {
             serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact(v, digests)),
             _ => {}
         }
+    }
+
+    #[test]
+    fn app_files_are_applied_by_the_tenant_and_the_rest_by_the_platform() {
+        assert_eq!(
+            applier("flux/apps/antaeus/production/deployment.yaml").username,
+            "system:serviceaccount:antaeus:flux-reconciler"
+        );
+        assert_eq!(
+            applier("flux/tenants/production/antaeus/limits.yaml").username,
+            "system:serviceaccount:flux-system:kustomize-controller"
+        );
+    }
+
+    #[test]
+    fn the_identities_the_rules_trust_are_the_generators() {
+        // rules.yaml names these accounts in CEL (match conditions cannot read parameters).
+        let rules = policies::Bundle::builtin().expect("compiles");
+        let text: String = rules
+            .rules()
+            .iter()
+            .flat_map(|r| r.match_conditions.iter().map(|c| c.expression.clone()))
+            .collect();
+        assert!(text.contains(&format!(
+            "system:serviceaccount:{FLUX_NAMESPACE}:{PLATFORM_RECONCILER}"
+        )));
+        assert!(text.contains(&format!("':{TENANT_RECONCILER}'")));
+        assert_eq!(policies::testing::TENANT_ACCOUNT, TENANT_RECONCILER);
+        assert_eq!(policies::testing::TENANT_ROLE, TENANT_ROLE);
     }
 
     #[test]

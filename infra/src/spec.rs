@@ -14,6 +14,6 @@ pub mod syntax;
 pub mod types;
 mod validate;
 
-pub use exemptions::{Exemption, rules};
+pub use exemptions::rules;
 pub use problems::{Problem, Problems};
 pub use types::*;

@@ -84,6 +84,7 @@ pub fn sources(services: usize, teams: usize) -> (SourceFile, Vec<SourceFile>) {
                         port: None,
                         path: "/api".into(),
                     }),
+                    secret: None,
                 }]
             } else {
                 Vec::new()
@@ -123,6 +124,7 @@ pub fn sources(services: usize, teams: usize) -> (SourceFile, Vec<SourceFile>) {
                 },
                 callers,
                 exec: k % 20 == 0,
+                max_replicas: None,
                 automount_service_account_token: false,
                 policy_exemptions: if k % 50 == 0 {
                     vec![ExemptionSpec {

@@ -8,7 +8,7 @@ use cel::{Context, Env, Program, Value};
 
 /// Variables a ValidatingAdmissionPolicy offers that the offline evaluator cannot provide: an
 /// expression using them would behave differently in the two enforcers, so none may.
-const UNSUPPORTED_VARIABLES: &[&str] = &["params", "namespaceObject", "authorizer"];
+const UNSUPPORTED_VARIABLES: &[&str] = &["namespaceObject", "authorizer"];
 
 /// Named functions that both Kubernetes' CEL environment (standard library plus the strings
 /// extension) and the offline evaluator provide. Anything else is refused at compile time, so an
@@ -52,6 +52,8 @@ pub(crate) enum Site {
     MatchCondition,
     /// A variable, validation or message expression.
     Body,
+    /// A variable, validation or message expression of a rule that declares `params: true`.
+    BodyWithParams,
 }
 
 /// Compiles one expression and checks that it only uses what both enforcers support.
@@ -64,6 +66,13 @@ pub(crate) fn compile(env: &Env, expression: &str, site: Site) -> Result<Program
                 "`{variable}` is not available offline; express the rule without it"
             ));
         }
+    }
+    if references.has_variable("params") && site != Site::BodyWithParams {
+        return Err(if site == Site::MatchCondition {
+            "match conditions cannot use `params` (the API server evaluates them without)".into()
+        } else {
+            "`params` is only bound for rules that declare `params: true`".into()
+        });
     }
     if site == Site::MatchCondition && references.has_variable("variables") {
         return Err("match conditions cannot use `variables` (they run before them)".into());
@@ -110,39 +119,20 @@ pub(crate) fn to_cel(value: &serde_json::Value) -> Value {
     }
 }
 
-/// The admission request the API server would build for creating `object`.
-pub(crate) fn request(
-    group: &str,
-    version: &str,
-    kind: &str,
-    resource: &str,
-    namespace: &str,
-    name: &str,
-) -> serde_json::Value {
-    serde_json::json!({
-        "uid": "offline",
-        "kind": {"group": group, "version": version, "kind": kind},
-        "resource": {"group": group, "version": version, "resource": resource},
-        "requestKind": {"group": group, "version": version, "kind": kind},
-        "requestResource": {"group": group, "version": version, "resource": resource},
-        "name": name,
-        "namespace": namespace,
-        "operation": "CREATE",
-        "userInfo": {"username": "system:policy-check"},
-        "dryRun": true,
-    })
-}
-
-/// The variables every expression of one object sees: `object`, `oldObject`, `request`.
+/// The variables every expression of one request sees: `object`, `oldObject`, `request`, and
+/// `params` (null unless the object's namespace has the platform's settings).
 pub(crate) fn object_context(
     env: &Arc<Env>,
     object: Value,
+    old_object: Value,
     request: Value,
+    params: Value,
 ) -> Context<'static, 'static> {
     let mut context = Context::with_env(Arc::clone(env));
     context.add_variable_from_value("object", object);
-    context.add_variable_from_value("oldObject", Value::Null);
+    context.add_variable_from_value("oldObject", old_object);
     context.add_variable_from_value("request", request);
+    context.add_variable_from_value("params", params);
     context
 }
 
@@ -155,17 +145,38 @@ pub(crate) fn eval_bool(program: &Program, context: &Context) -> Result<bool, St
     }
 }
 
+/// Variables that failed to evaluate, with the cause: an expression that uses one then fails
+/// with "undeclared reference", and the report names this cause instead.
+pub(crate) type Failures = Vec<(String, String)>;
+
 /// Evaluates variables in order into `scope`, each seeing the ones before it. Each is bound
 /// under its qualified name `variables.<name>`, which CEL resolves before selecting on a
 /// `variables` map: no map of all variables is rebuilt (and deep-copied) per step. A variable
-/// that fails is left unbound: an expression using it then fails, which is how the API server
-/// reports it too.
-pub(crate) fn bind_variables(scope: &mut Context<'_, 'static>, variables: &[(String, Program)]) {
+/// that fails is left unbound and recorded in `failures`: an expression using it then fails,
+/// which is how the API server reports it too.
+pub(crate) fn bind_variables(
+    scope: &mut Context<'_, 'static>,
+    variables: &[(String, Program)],
+    failures: &mut Failures,
+) {
     for (name, program) in variables {
-        if let Ok(value) = program.execute(scope) {
-            scope.add_variable_from_value(format!("variables.{name}"), value);
+        match program.execute(scope) {
+            Ok(value) => scope.add_variable_from_value(format!("variables.{name}"), value),
+            Err(err) => record_failure(name, &err.to_string(), failures),
         }
     }
+}
+
+/// Records a variable's failure; one that failed only because a variable before it did
+/// carries that one's cause.
+fn record_failure(name: &str, error: &str, failures: &mut Failures) {
+    let cause = match failures.last() {
+        Some((earlier, cause)) if error.contains("Undeclared reference to 'variables'") => {
+            format!("it reads variable {earlier}, which failed: {cause}")
+        }
+        _ => error.to_owned(),
+    };
+    failures.push((name.to_owned(), cause));
 }
 
 /// Like [`bind_variables`], for the variables whose flag in `needed` is set.
@@ -173,10 +184,15 @@ pub(crate) fn bind_variables_where(
     scope: &mut Context<'_, 'static>,
     variables: &[(String, Program)],
     needed: &[bool],
+    failures: &mut Failures,
 ) {
     for ((name, program), needed) in variables.iter().zip(needed) {
-        if *needed && let Ok(value) = program.execute(scope) {
-            scope.add_variable_from_value(format!("variables.{name}"), value);
+        if !*needed {
+            continue;
+        }
+        match program.execute(scope) {
+            Ok(value) => scope.add_variable_from_value(format!("variables.{name}"), value),
+            Err(err) => record_failure(name, &err.to_string(), failures),
         }
     }
 }
@@ -185,10 +201,33 @@ pub(crate) fn bind_variables_where(
 pub(crate) fn with_variables<'p>(
     context: &'p Context<'p, 'static>,
     variables: &[(String, Program)],
+    failures: &mut Failures,
 ) -> Context<'p, 'static> {
     let mut scope = context.new_inner_scope();
-    bind_variables(&mut scope, variables);
+    bind_variables(&mut scope, variables, failures);
     scope
+}
+
+/// The error to report for an expression that failed with `error`: when it reads a variable
+/// that failed to evaluate, that variable's own cause (the CEL error would only say
+/// "undeclared reference to 'variables'").
+pub(crate) fn explain_failure(expression: &str, error: &str, failures: &Failures) -> String {
+    failures
+        .iter()
+        .find(|(name, _)| reads_variable(expression, name))
+        .map(|(name, cause)| format!("variable {name} failed to evaluate: {cause}"))
+        .unwrap_or_else(|| error.to_owned())
+}
+
+/// Whether `expression` reads `variables.<name>` (as a whole identifier).
+fn reads_variable(expression: &str, name: &str) -> bool {
+    let needle = format!("variables.{name}");
+    expression.match_indices(&needle).any(|(at, _)| {
+        expression[at + needle.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+    })
 }
 
 #[cfg(test)]
@@ -198,7 +237,7 @@ mod tests {
     fn eval(expression: &str, object: serde_json::Value) -> Result<bool, String> {
         let env = environment();
         let program = compile(&env, expression, Site::Body)?;
-        let context = object_context(&env, to_cel(&object), Value::Null);
+        let context = object_context(&env, to_cel(&object), Value::Null, Value::Null, Value::Null);
         eval_bool(&program, &context)
     }
 
@@ -229,10 +268,50 @@ mod tests {
     }
 
     #[test]
-    fn params_and_namespace_object_are_refused_because_offline_has_neither() {
+    fn namespace_object_and_authorizer_are_refused_because_offline_has_neither() {
         let env = environment();
-        assert!(compile(&env, "params.x == 1", Site::Body).is_err());
         assert!(compile(&env, "namespaceObject.metadata.name == 'a'", Site::Body).is_err());
+        assert!(compile(&env, "authorizer.group('') != null", Site::Body).is_err());
+    }
+
+    #[test]
+    fn params_are_only_bound_for_rules_that_declare_them() {
+        let env = environment();
+        let err = compile(&env, "params.data.x == '1'", Site::Body).expect_err("undeclared");
+        assert!(err.contains("params: true"), "{err}");
+        assert!(compile(&env, "params.data.x == '1'", Site::MatchCondition).is_err());
+        assert!(compile(&env, "params.data.x == '1'", Site::BodyWithParams).is_ok());
+    }
+
+    #[test]
+    fn a_failed_variable_is_reported_with_its_own_cause() {
+        let env = environment();
+        let variables = vec![(
+            "spec".to_owned(),
+            compile(&env, "object.spec.template", Site::Body).expect("compiles"),
+        )];
+        let context = object_context(
+            &env,
+            to_cel(&serde_json::json!({"spec": {}})),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        );
+        let mut failures = Failures::new();
+        let scope = with_variables(&context, &variables, &mut failures);
+        let check = "variables.spec == 1";
+        let program = compile(&env, check, Site::Body).expect("compiles");
+        let err = eval_bool(&program, &scope).expect_err("the variable is unbound");
+        let explained = explain_failure(check, &err, &failures);
+        assert!(
+            explained.starts_with("variable spec failed to evaluate: ")
+                && explained.contains("template"),
+            "{explained}"
+        );
+        assert_eq!(
+            explain_failure("variables.specs == 1", &err, &failures),
+            err
+        );
     }
 
     #[test]
@@ -255,8 +334,14 @@ mod tests {
                 compile(&env, "variables.a * 2", Site::Body).expect("compiles"),
             ),
         ];
-        let context = object_context(&env, to_cel(&serde_json::json!({"n": 1})), Value::Null);
-        let scope = with_variables(&context, &variables);
+        let context = object_context(
+            &env,
+            to_cel(&serde_json::json!({"n": 1})),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        );
+        let scope = with_variables(&context, &variables, &mut Failures::new());
         let check = compile(&env, "variables.b == 4", Site::Body).expect("compiles");
         assert_eq!(eval_bool(&check, &scope), Ok(true));
     }

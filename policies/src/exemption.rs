@@ -13,7 +13,9 @@ use crate::{Error, kinds};
 /// An exemption of a workload also covers the objects its controller creates from it: the
 /// ReplicaSets and Pods of a Deployment, the Pods of a StatefulSet, DaemonSet or Job, the Jobs
 /// and Pods of a CronJob. Without that the cluster would admit the Deployment and then reject
-/// every Pod it tries to start.
+/// every Pod it tries to start. Those are recognised by their owner reference *and* by who
+/// creates them (Kubernetes' own controllers): anyone can write an owner reference, so a
+/// forged owner alone borrows nothing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Exemption {
@@ -27,7 +29,17 @@ pub struct Exemption {
     pub name: String,
     /// Why the rule cannot hold for this object; printed in every report.
     pub reason: String,
+    /// Checks of the independent scanner (checkov IDs such as `CKV_K8S_23`) that the same
+    /// reason covers; the generator writes them as the scanner's skip annotations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scanner_checks: Vec<String>,
 }
+
+/// Who creates the objects a workload controller owns: the controller-manager, with one
+/// identity or (`--use-service-account-credentials`) one ServiceAccount per controller in
+/// `kube-system`. Only cluster admins can act as either.
+pub(crate) const CONTROLLER_REQUEST: &str = "(request.userInfo.username == 'system:kube-controller-manager' \
+    || request.userInfo.username.startsWith('system:serviceaccount:kube-system:'))";
 
 impl Exemption {
     /// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
@@ -82,34 +94,55 @@ impl Exemption {
     }
 
     /// The CEL match condition: true (the rule applies) unless the request is for the exempted
-    /// object or for an object its controller created. Validated names contain only
-    /// `[a-z0-9.-]`, so they are quoted safely; dots are escaped inside regular expressions.
+    /// object, or is Kubernetes' controller creating an object of the kind it makes from it,
+    /// owned by it. Validated names contain only `[a-z0-9.-]`, so they are quoted safely; dots
+    /// are escaped inside regular expressions.
     pub(crate) fn condition(&self) -> String {
         let (ns, name, kind) = (&self.namespace, &self.name, &self.kind);
         let regex_name = name.replace('.', "\\\\.");
-        let owned = match kind.as_str() {
-            "Deployment" => Some(format!(
-                "(o.kind == 'Deployment' && o.name == '{name}') \
-                 || (o.kind == 'ReplicaSet' && o.name.matches('^{regex_name}-[a-z0-9]+$'))"
-            )),
-            "CronJob" => Some(format!(
-                "(o.kind == 'CronJob' && o.name == '{name}') \
-                 || (o.kind == 'Job' && o.name.matches('^{regex_name}-[0-9]+$'))"
-            )),
+        // (kind of the owned object, its owner reference) pairs.
+        let owned: &[(&str, String)] = &match kind.as_str() {
+            "Deployment" => vec![
+                (
+                    "ReplicaSet",
+                    format!("o.kind == 'Deployment' && o.name == '{name}'"),
+                ),
+                (
+                    "Pod",
+                    format!("o.kind == 'ReplicaSet' && o.name.matches('^{regex_name}-[a-z0-9]+$')"),
+                ),
+            ],
+            "CronJob" => vec![
+                ("Job", format!("o.kind == 'CronJob' && o.name == '{name}'")),
+                (
+                    "Pod",
+                    format!("o.kind == 'Job' && o.name.matches('^{regex_name}-[0-9]+$')"),
+                ),
+            ],
             "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-                Some(format!("o.kind == '{kind}' && o.name == '{name}'"))
+                vec![("Pod", format!("o.kind == '{kind}' && o.name == '{name}'"))]
             }
-            _ => None,
+            _ => Vec::new(),
         };
         let this = format!("(request.kind.kind == '{kind}' && request.name == '{name}')");
-        match owned {
-            Some(owned) => format!(
-                "!(request.namespace == '{ns}' && ({this} \
-                 || (has(object.metadata.ownerReferences) \
-                 && object.metadata.ownerReferences.exists(o, {owned}))))"
-            ),
-            None => format!("!(request.namespace == '{ns}' && {this})"),
+        if owned.is_empty() {
+            return format!("!(request.namespace == '{ns}' && {this})");
         }
+        let children: Vec<String> = owned
+            .iter()
+            .map(|(child, owner)| {
+                format!(
+                    "(request.kind.kind == '{child}' \
+                     && object.metadata.ownerReferences.exists(o, {owner}))"
+                )
+            })
+            .collect();
+        format!(
+            "!(request.namespace == '{ns}' && ({this} \
+             || ({CONTROLLER_REQUEST} && has(object.metadata.ownerReferences) \
+             && ({}))))",
+            children.join(" || ")
+        )
     }
 }
 
@@ -147,6 +180,7 @@ pub(crate) mod tests {
             namespace: "antaeus".into(),
             name: "antaeus".into(),
             reason: "the stock image runs ./gradlew as root".into(),
+            scanner_checks: Vec::new(),
         }
     }
 
@@ -197,6 +231,7 @@ pub(crate) mod tests {
             namespace: String::new(),
             name: "flux-edit".into(),
             reason: "r".into(),
+            scanner_checks: Vec::new(),
         };
         assert!(exemption.validate().is_ok());
         assert_eq!(exemption.object(), "ClusterRole/flux-edit");

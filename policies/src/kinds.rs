@@ -15,13 +15,33 @@ pub(crate) struct KindInfo {
 /// all it takes for rules to be able to name it.
 pub(crate) const KINDS: &[KindInfo] = &[
     kind("", "v1", "Pod", "pods", true),
+    kind(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+    ),
     kind("", "v1", "Service", "services", true),
+    kind("", "v1", "ServiceAccount", "serviceaccounts", true),
+    kind("", "v1", "ConfigMap", "configmaps", true),
+    kind("", "v1", "Secret", "secrets", true),
+    kind("", "v1", "ResourceQuota", "resourcequotas", true),
+    kind("", "v1", "LimitRange", "limitranges", true),
+    kind("", "v1", "Namespace", "namespaces", false),
     kind("apps", "v1", "Deployment", "deployments", true),
     kind("apps", "v1", "StatefulSet", "statefulsets", true),
     kind("apps", "v1", "DaemonSet", "daemonsets", true),
     kind("apps", "v1", "ReplicaSet", "replicasets", true),
     kind("batch", "v1", "Job", "jobs", true),
     kind("batch", "v1", "CronJob", "cronjobs", true),
+    kind(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
     kind("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
     kind(
         "rbac.authorization.k8s.io",
@@ -51,8 +71,22 @@ pub(crate) const KINDS: &[KindInfo] = &[
         "networkpolicies",
         true,
     ),
+    kind("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+    kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "GitRepository",
+        "gitrepositories",
+        true,
+    ),
+    kind(
+        "kustomize.toolkit.fluxcd.io",
+        "v1",
+        "Kustomization",
+        "kustomizations",
+        true,
+    ),
 ];
-
 const fn kind(
     group: &'static str,
     version: &'static str,

@@ -2,19 +2,23 @@
 //! ValidatingAdmissionPolicies so the cluster rejects what `cargo xtask verify` rejects.
 
 mod admission;
-pub mod bench;
 mod bundle;
 mod evaluate;
 mod exemption;
 mod kinds;
 mod load;
 mod report;
+mod request;
 mod rules;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
-pub use bundle::{Bundle, CheckContext, UNCHECKED_NAMESPACES};
+pub use admission::AdmissionLabels;
+pub use bundle::{Bundle, CheckContext, PARAMS_CONFIG_MAP, UNCHECKED_NAMESPACES};
 pub use exemption::{Exemption, load_exemptions};
-pub use load::{SourcedObject, load_manifests};
+pub use load::{Kustomize, SourcedObject, load_manifests};
 pub use report::{Exempted, Report, Violation};
+pub use request::{Admission, Operation, UserInfo};
 pub use rules::{Equivalents, MatchGroup, NamedExpression, Rule, Severity, Validation};
 
 use std::path::PathBuf;
@@ -65,11 +69,7 @@ pub enum Error {
         document: usize,
         reason: String,
     },
-    /// `kubectl kustomize` failed on a directory with a kustomization file.
-    #[error("`kubectl kustomize {}` failed; run it yourself to see why", dir.display())]
-    Kustomize {
-        dir: PathBuf,
-        #[source]
-        source: xshell::Error,
-    },
+    /// A directory with a kustomization file did not build.
+    #[error("cannot build the kustomize directory {}: {message}", dir.display())]
+    Kustomize { dir: PathBuf, message: String },
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, kinds};
+use crate::{Error, Operation, kinds};
 
 /// How bad a violation is: errors fail `policy check` and are denied in the cluster; warnings
 /// are printed, returned to `kubectl` as warnings and written to the audit log.
@@ -38,6 +38,15 @@ pub struct Rule {
     /// Environments the rule applies in; empty means all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// The operations the rule judges (default `CREATE` and `UPDATE`). A rule that lists
+    /// `DELETE` sees `object == null` and the deleted object as `oldObject`.
+    #[serde(default = "create_and_update")]
+    pub operations: Vec<Operation>,
+    /// The rule reads `params`: the platform's settings for the object's namespace, the
+    /// ConfigMap [`crate::PARAMS_CONFIG_MAP`] there (a per-namespace `paramRef` in the cluster).
+    /// Such rules match namespaced kinds only; a namespace without the ConfigMap is denied.
+    #[serde(default)]
+    pub params: bool,
     /// Preconditions (VAP `matchConditions`): the rule applies only where all are true. They
     /// see `object`, `oldObject` and `request`, not `variables`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -59,6 +68,14 @@ pub struct MatchGroup {
     /// The API group; empty for the core group (Pods, Services).
     pub api_group: String,
     pub kinds: Vec<String>,
+    /// Subresources judged too, e.g. `scale` (`deployments/scale`) or `ephemeralcontainers`
+    /// (`pods/ephemeralcontainers`, what `kubectl debug` writes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subresources: Vec<String>,
+}
+
+fn create_and_update() -> Vec<Operation> {
+    vec![Operation::Create, Operation::Update]
 }
 
 /// A named CEL expression: a variable or a match condition.
@@ -110,6 +127,30 @@ impl Rule {
             .any(|m| m.api_group == group && m.kinds.iter().any(|k| k == kind))
     }
 
+    /// Whether the rule judges a request: `operation` on `resource` (plural) of `group`, on
+    /// its subresource `sub_resource` (empty for the object itself).
+    pub fn matches_request(
+        &self,
+        group: &str,
+        resource: &str,
+        sub_resource: &str,
+        operation: Operation,
+    ) -> bool {
+        self.operations.contains(&operation)
+            && self.matches.iter().any(|m| {
+                m.api_group == group
+                    && (sub_resource.is_empty() || m.subresources.iter().any(|s| s == sub_resource))
+                    && m.kinds.iter().any(|kind| {
+                        kinds::lookup(group, kind).is_some_and(|info| info.resource == resource)
+                    })
+            })
+    }
+
+    /// The name of the rule's ValidatingAdmissionPolicy and binding in the cluster.
+    pub fn policy_name(&self) -> String {
+        format!("{}{}", crate::admission::NAME_PREFIX, self.name)
+    }
+
     /// Whether the rule applies in `environment`; `None` (no environment given) leaves out the
     /// rules that are limited to some environments.
     pub fn applies_in(&self, environment: Option<&str>) -> bool {
@@ -141,12 +182,22 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Rule>, Error> {
         if rule.matches.iter().all(|m| m.kinds.is_empty()) {
             return Err(invalid("it matches no kinds".into()));
         }
+        if rule.operations.is_empty() {
+            return Err(invalid("it judges no operation".into()));
+        }
         for group in &rule.matches {
             for kind in &group.kinds {
-                if kinds::lookup(&group.api_group, kind).is_none() {
+                let Some(info) = kinds::lookup(&group.api_group, kind) else {
                     return Err(invalid(format!(
                         "kind {kind} in API group `{}` is not in the kind table (policies/src/kinds.rs)",
                         group.api_group
+                    )));
+                };
+                // A per-namespace paramRef on a cluster-scoped request is a configuration error
+                // in the API server.
+                if rule.params && !info.namespaced {
+                    return Err(invalid(format!(
+                        "it reads params (per-namespace settings) but matches the cluster-scoped kind {kind}"
                     )));
                 }
             }

@@ -2,6 +2,7 @@
 
 mod generate;
 mod image;
+mod policy;
 mod provider;
 
 use clap::{Args, Subcommand};
@@ -20,6 +21,8 @@ enum What {
     Gen(generate::BenchGen),
     /// The provider image's size and warm build time, and the same digest every time.
     Image(image::BenchImage),
+    /// The policy bundle alone over a synthetic platform, against a YAML-dump baseline.
+    Policy(policy::BenchPolicy),
 }
 
 impl Bench {
@@ -28,6 +31,7 @@ impl Bench {
             What::Provider(cmd) => cmd.run(),
             What::Gen(cmd) => cmd.run(),
             What::Image(cmd) => cmd.run(),
+            What::Policy(cmd) => cmd.run(),
         }
     }
 }

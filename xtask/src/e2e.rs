@@ -4,6 +4,7 @@
 //! mount + network namespace of the run; then RBAC, tenancy, admission policies, network
 //! reachability and the real pods' behaviour are asserted on the live cluster.
 
+mod attacks;
 mod checks;
 mod cluster;
 mod cni;
@@ -250,6 +251,23 @@ impl E2e {
         steps.push(Step {
             name: "5. RBAC matrix",
             result: matrix,
+        });
+        let attacks = attacks::run(sh, &cluster, &tree).map(|lines| {
+            println!(
+                "6a. attacks on the tenancy (as a developer and as the tenant's Flux account):"
+            );
+            for line in &lines {
+                println!("   {line}");
+            }
+            let refused = lines.iter().filter(|l| l.starts_with("refused")).count();
+            format!(
+                "{refused} attacks refused, {} legitimate actions admitted",
+                lines.len() - refused
+            )
+        });
+        steps.push(Step {
+            name: "6a. attacks refused, emergency actions admitted",
+            result: attacks,
         });
         steps.push(Step {
             name: "6. tenancy and rollout through git",

@@ -1,12 +1,14 @@
 //! Developer CLI for the billing platform: `cargo xtask <command>`; parses flags and dispatches.
 
 mod bench;
+mod checkov;
 mod ci;
 mod crds;
 mod dist;
 mod e2e;
 mod generate;
 mod image;
+mod kustomize;
 mod policy;
 mod verify;
 

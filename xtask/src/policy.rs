@@ -1,13 +1,9 @@
-//! `cargo xtask policy`: run the policy bundle over manifests, get checkov's second opinion, or
-//! time the bundle over a synthetic platform.
+//! `cargo xtask policy`: run the policy bundle over manifests, or get checkov's second opinion.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use policies::{Bundle, CheckContext, Exemption, Report, SourcedObject};
-
-/// checkov release the second opinion is pinned to; bump deliberately, its checks change.
-const CHECKOV_VERSION: &str = "3.3.30";
+use policies::{Bundle, CheckContext, Exemption, Report, SourcedObject, UserInfo};
 
 #[derive(clap::Args)]
 pub struct Policy {
@@ -22,10 +18,7 @@ enum Command {
     Check(Check),
     /// Run checkov's Kubernetes checks over rendered manifests as an independent second opinion;
     /// exits non-zero on any failed check.
-    Checkov(Checkov),
-    /// Time compiling the bundle and checking a synthetic platform; prints figures, never fails
-    /// on time.
-    Bench(Bench),
+    Checkov(crate::checkov::Checkov),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,22 +41,19 @@ pub(crate) struct Check {
     /// YAML list of exemptions ({rule, kind, namespace, name, reason}); none by default.
     #[arg(long)]
     exemptions: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-struct Checkov {
-    /// Directories or files to scan (kustomize directories are built first); default `flux/`.
-    paths: Vec<PathBuf>,
-}
-
-#[derive(clap::Args)]
-struct Bench {
-    /// Number of synthetic services (9 objects each).
-    #[arg(long, default_value_t = 1000)]
-    services: usize,
-    /// Runs to take the best of.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
+    /// The user the requests come from, as `kubectl --as` (default: the platform's Flux
+    /// reconciler, `system:serviceaccount:flux-system:kustomize-controller`). Rules that only
+    /// trust the platform judge other users' requests.
+    #[arg(long = "as", value_name = "USER")]
+    as_user: Option<String>,
+    /// A group of that user, as `kubectl --as-group` (repeatable).
+    #[arg(long = "as-group", value_name = "GROUP", requires = "as_user")]
+    as_groups: Vec<String>,
+    /// Check the manifests as they are, even inside this project's `flux/` (by default there the
+    /// platform spec's exemptions and settings apply, the environment comes from the path, and
+    /// each object is judged as the identity that applies it, as `verify` does).
+    #[arg(long)]
+    raw: bool,
 }
 
 impl Policy {
@@ -71,229 +61,180 @@ impl Policy {
         match self.command {
             Command::Check(cmd) => cmd.run(),
             Command::Checkov(cmd) => cmd.run(),
-            Command::Bench(cmd) => {
-                println!("{}", policies::bench::measure(cmd.services, cmd.runs)?);
-                Ok(())
-            }
         }
     }
 }
 
 impl Check {
     fn run(self) -> anyhow::Result<()> {
-        let report = self.report()?;
+        let reports = self.reports()?;
         match self.format {
-            Format::Text => print!("{report}"),
-            Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            Format::Text => {
+                for report in &reports {
+                    print!("{report}");
+                }
+            }
+            Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         }
-        if report.has_errors() {
+        let errors: usize = reports.iter().map(Report::errors).sum();
+        if errors > 0 {
             bail!(
-                "{} policy violations at error severity; fix the manifests or add an exemption with a reason",
-                report.errors()
+                "{errors} policy violations at error severity; fix the manifests or add an exemption with a reason"
             );
         }
         Ok(())
     }
 
-    /// Loads the manifests and exemptions and runs the bundle over them.
-    pub(crate) fn report(&self) -> anyhow::Result<Report> {
+    /// The one report of a check that is not split by environment (tests).
+    #[cfg(test)]
+    fn report(&self) -> anyhow::Result<Report> {
+        let mut reports = self.reports()?;
+        anyhow::ensure!(
+            reports.len() == 1,
+            "expected one environment, got {}",
+            reports.len()
+        );
+        Ok(reports.remove(0))
+    }
+
+    /// Loads the manifests and exemptions and runs the bundle over them: one report, or inside
+    /// this project's `flux/` one per environment the files are for.
+    pub(crate) fn reports(&self) -> anyhow::Result<Vec<Report>> {
         let bundle = Bundle::builtin().context("the built-in policy bundle does not compile")?;
         let objects = load(&self.paths)?;
-        let exemptions: Vec<Exemption> = match &self.exemptions {
+        let mut exemptions: Vec<Exemption> = match &self.exemptions {
             Some(path) => policies::load_exemptions(path)?,
             None => Vec::new(),
         };
-        let context = CheckContext {
-            environment: self.environment.clone(),
+        let context = |environment: Option<String>| CheckContext {
+            environment,
+            user: Some(self.user()),
         };
-        Ok(bundle.check(&context, &objects, &exemptions)?)
+        let flux = crate::project_root().join("flux");
+        let in_project = !self.raw && self.paths.iter().all(|p| is_inside(p, &flux));
+        if !in_project {
+            return Ok(vec![bundle.check(
+                &context(self.environment.clone()),
+                &objects,
+                &exemptions,
+            )?]);
+        }
+        // Inside the project's own tree: what verify knows, from the platform spec.
+        let spec = crate::generate::load_spec(None)?;
+        let tree = infra::render(&spec)?;
+        exemptions.extend(spec.exemptions());
+        let root = crate::project_root();
+        let mut by_environment: std::collections::BTreeMap<String, Vec<SourcedObject>> =
+            std::collections::BTreeMap::new();
+        for mut object in objects {
+            let relative = object
+                .file
+                .strip_prefix(&root)
+                .unwrap_or(&object.file)
+                .to_owned();
+            let file = relative.to_string_lossy().into_owned();
+            let environment = match (&self.environment, environment_of(&file)) {
+                (Some(chosen), _) => chosen.clone(),
+                (None, Some(env)) => env,
+                (None, None) => bail!(
+                    "{file}: cannot tell which environment it is for; name it with --environment (or --raw)"
+                ),
+            };
+            if object.admission.user.is_none() && self.as_user.is_none() {
+                object.admission.user = Some(infra::render::applier(&file));
+            }
+            by_environment.entry(environment).or_default().push(object);
+        }
+        let mut reports = Vec::new();
+        for (environment, mut objects) in by_environment {
+            eprintln!(
+                "policy check: {} objects of this project's flux/ for environment {environment}: the platform spec's exemptions and namespace settings apply, each object is judged as the identity that applies it (--raw checks the files as they are)",
+                objects.len()
+            );
+            // The namespaces' settings, as the cluster has them, unless the files hold them.
+            let present: Vec<(String, String)> =
+                objects.iter().map(|o| identity(&o.object)).collect();
+            let settings: Vec<SourcedObject> = tree
+                .entries()
+                .filter(|e| e.cluster == environment)
+                .filter(|e| {
+                    let v = e.object.value();
+                    v["kind"] == "ConfigMap"
+                        && v["metadata"]["name"] == policies::PARAMS_CONFIG_MAP
+                        && !present.contains(&identity(v))
+                })
+                .map(|e| SourcedObject {
+                    file: e.file.into(),
+                    object: e.object.value().clone(),
+                    admission: policies::Admission::create_as(infra::render::applier(e.file)),
+                })
+                .collect();
+            let context_objects = settings.len();
+            objects.extend(settings);
+            let mut report = bundle.check(&context(Some(environment)), &objects, &exemptions)?;
+            report.objects_checked -= context_objects;
+            // Exemptions for objects of other files are not unused, only not checked here.
+            report.unused_exemptions.clear();
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+    /// Who the requests come from: `--as`/`--as-group`, else the platform's reconciler.
+    fn user(&self) -> UserInfo {
+        match &self.as_user {
+            Some(name) => match name
+                .strip_prefix("system:serviceaccount:")
+                .and_then(|rest| rest.split_once(':'))
+            {
+                Some((namespace, account)) if self.as_groups.is_empty() => {
+                    UserInfo::service_account(namespace, account)
+                }
+                _ => {
+                    let groups: Vec<&str> = self.as_groups.iter().map(String::as_str).collect();
+                    UserInfo::user(name, &groups)
+                }
+            },
+            None => UserInfo::service_account("flux-system", "kustomize-controller"),
+        }
     }
 }
 
-fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<SourcedObject>> {
+/// `(namespace, name)` of an object.
+fn identity(object: &serde_json::Value) -> (String, String) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        text(&object["metadata"]["namespace"]),
+        text(&object["metadata"]["name"]),
+    )
+}
+
+/// Whether `path` is `dir` or lies inside it (both resolved).
+fn is_inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    match (path.canonicalize(), dir.canonicalize()) {
+        (Ok(path), Ok(dir)) => path.starts_with(dir),
+        _ => false,
+    }
+}
+
+/// The environment a file of the tree is for, from its path: `flux/clusters/<env>/…`,
+/// `flux/infrastructure/<env>/…`, `flux/tenants/<env>/…`, `flux/apps/<service>/<env>/…`.
+fn environment_of(file: &str) -> Option<String> {
+    let parts: Vec<&str> = file.strip_prefix("flux/")?.split('/').collect();
+    let env = match *parts.first()? {
+        "apps" => parts.get(2)?,
+        "clusters" | "infrastructure" | "tenants" => parts.get(1)?,
+        _ => return None,
+    };
+    (!env.ends_with(".yaml")).then(|| (*env).to_owned())
+}
+
+/// Every object under `paths`, kustomize directories built with `kubectl kustomize`.
+pub(crate) fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<SourcedObject>> {
     let mut objects = Vec::new();
     for path in paths {
-        objects.extend(policies::load_manifests(path)?);
+        objects.extend(policies::load_manifests(path, &crate::kustomize::build)?);
     }
     Ok(objects)
-}
-
-impl Checkov {
-    fn run(self) -> anyhow::Result<()> {
-        let paths = if self.paths.is_empty() {
-            let flux = crate::project_root().join("flux");
-            if !flux.is_dir() {
-                bail!(
-                    "{} does not exist; run `cargo xtask gen` first",
-                    flux.display()
-                );
-            }
-            vec![flux]
-        } else {
-            self.paths
-        };
-        let objects = load(&paths)?;
-        if objects.is_empty() {
-            bail!("no manifests found under {paths:?}; run `cargo xtask gen` first");
-        }
-        let checkov = ensure_checkov()?;
-
-        // checkov's kubernetes framework reads plain manifests: kustomize directories are
-        // rendered first, one file per source so failures point back at it.
-        let rendered = tempfile::Builder::new()
-            .prefix("xtask-checkov-")
-            .tempdir()
-            .context("cannot create a scratch folder for checkov")?;
-        let mut sources = Vec::new();
-        for (i, group) in objects.chunk_by(|a, b| a.file == b.file).enumerate() {
-            let name = format!("{i:04}.yaml");
-            let documents: Vec<String> = group
-                .iter()
-                .map(|o| serde_json::to_string(&o.object))
-                .collect::<Result<_, _>>()?;
-            std::fs::write(rendered.path().join(&name), documents.join("\n---\n"))?;
-            sources.push((name, group[0].file.display().to_string()));
-        }
-
-        let sh = xshell::Shell::new()?;
-        let dir = rendered.path();
-        let output = xshell::cmd!(
-            sh,
-            "{checkov} -d {dir} --framework kubernetes --skip-download --compact --quiet -o json"
-        )
-        .quiet()
-        .ignore_status()
-        .output()?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&output.stdout).with_context(|| {
-                format!(
-                    "checkov printed no JSON report (exit {:?}): {}",
-                    output.status.code(),
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })?;
-        let summary = checkov_summary(&json, &sources)?;
-        print!("{summary}");
-        if summary.failed > 0 {
-            bail!(
-                "checkov: {} failed checks; fix them or skip each in the manifest with a \
-                 `checkov.io/skip<N>: <CHECK_ID>=<reason>` annotation",
-                summary.failed
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Counts and failures from checkov's JSON report.
-#[derive(Debug, PartialEq)]
-struct CheckovSummary {
-    passed: u64,
-    failed: u64,
-    skipped: u64,
-    resources: u64,
-    /// `(check id, resource, source file, check name)`.
-    failures: Vec<(String, String, String, String)>,
-}
-
-impl std::fmt::Display for CheckovSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (id, resource, file, name) in &self.failures {
-            writeln!(f, "failed  {id}  {resource}  {file}  {name}")?;
-        }
-        writeln!(
-            f,
-            "checkov {CHECKOV_VERSION}: {} resources, {} passed, {} failed, {} skipped",
-            self.resources, self.passed, self.failed, self.skipped
-        )
-    }
-}
-
-/// Reads checkov's JSON (one report, or a list of one per framework), mapping rendered file
-/// names back to the manifests they came from.
-fn checkov_summary(
-    json: &serde_json::Value,
-    sources: &[(String, String)],
-) -> anyhow::Result<CheckovSummary> {
-    let reports: Vec<&serde_json::Value> = match json {
-        serde_json::Value::Array(items) => items.iter().collect(),
-        other => vec![other],
-    };
-    let mut summary = CheckovSummary {
-        passed: 0,
-        failed: 0,
-        skipped: 0,
-        resources: 0,
-        failures: Vec::new(),
-    };
-    for report in reports {
-        let counts = report
-            .get("summary")
-            .context("checkov's report has no summary")?;
-        let count = |key: &str| counts.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
-        summary.passed += count("passed");
-        summary.failed += count("failed");
-        summary.skipped += count("skipped");
-        summary.resources += count("resource_count");
-        let failed = report
-            .pointer("/results/failed_checks")
-            .and_then(|f| f.as_array());
-        for check in failed.into_iter().flatten() {
-            let text = |key: &str| check.get(key).and_then(|v| v.as_str()).unwrap_or("");
-            let rendered = text("file_path").trim_start_matches('/');
-            let file = sources
-                .iter()
-                .find(|(name, _)| name == rendered)
-                .map_or(rendered, |(_, source)| source.as_str());
-            summary.failures.push((
-                text("check_id").to_owned(),
-                text("resource").to_owned(),
-                file.to_owned(),
-                text("check_name").to_owned(),
-            ));
-        }
-    }
-    summary.failures.sort();
-    Ok(summary)
-}
-
-/// The checkov executable of a virtualenv in a stable cache folder, created (and checkov
-/// installed from PyPI at the pinned version) on first use, reused after.
-fn ensure_checkov() -> anyhow::Result<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set: cannot place the checkov virtualenv")?;
-    let venv = cache.join("billing-platform").join("checkov-venv");
-    let checkov = venv.join("bin").join("checkov");
-    let pip = venv.join("bin").join("pip");
-    let sh = xshell::Shell::new()?;
-    let installed = checkov.is_file()
-        && xshell::cmd!(sh, "{pip} show checkov")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .is_ok_and(|info| {
-                info.lines()
-                    .any(|l| l == format!("Version: {CHECKOV_VERSION}"))
-            });
-    if !installed {
-        eprintln!(
-            "installing checkov {CHECKOV_VERSION} into {}",
-            venv.display()
-        );
-        xshell::cmd!(sh, "python3 -m venv {venv}")
-            .run()
-            .context("creating the checkov virtualenv needs python3 with the venv module")?;
-        let requirement = format!("checkov=={CHECKOV_VERSION}");
-        xshell::cmd!(
-            sh,
-            "{pip} install --quiet --disable-pip-version-check {requirement}"
-        )
-        .run()
-        .with_context(|| format!("installing {requirement} from PyPI failed"))?;
-    }
-    Ok(checkov)
 }
 
 #[cfg(test)]
@@ -303,15 +244,11 @@ mod tests {
     /// A kustomize directory holding one compliant service, the way `gen` lays out an app.
     fn compliant_tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("temp dir");
-        let objects = policies::bench::synthetic_objects(1);
+        let objects = policies::testing::synthetic_objects(1);
         let mut resources = Vec::new();
-        for object in &objects {
-            let name = object
-                .file
-                .file_name()
-                .expect("file name")
-                .to_string_lossy()
-                .into_owned();
+        for (i, object) in objects.iter().enumerate() {
+            let kind = object.object["kind"].as_str().expect("a kind");
+            let name = format!("{i:02}-{}.yaml", kind.to_lowercase());
             let json = serde_json::to_string_pretty(&object.object).expect("serialisable");
             std::fs::write(dir.path().join(&name), json).expect("write manifest");
             resources.push(name);
@@ -343,6 +280,9 @@ mod tests {
             format: Format::Text,
             environment: Some("production".into()),
             exemptions: None,
+            as_user: None,
+            as_groups: Vec::new(),
+            raw: false,
         }
     }
 
@@ -351,13 +291,16 @@ mod tests {
         let dir = compliant_tree();
         let report = check(&dir).report().expect("loads and checks");
         assert_eq!(report.violations, [], "{report}");
-        assert_eq!(report.objects_checked, 9);
+        assert_eq!(
+            report.objects_checked,
+            policies::testing::synthetic_objects(1).len()
+        );
         check(&dir).run().expect("no errors, exit zero");
     }
 
     /// Rewrites one file of a tree copy through `change`, one JSON document per object.
-    fn edit_documents(path: &Path, change: impl Fn(&mut serde_json::Value)) {
-        let documents: Vec<String> = policies::load_manifests(path)
+    fn edit_documents(path: &std::path::Path, change: impl Fn(&mut serde_json::Value)) {
+        let documents: Vec<String> = policies::load_manifests(path, &crate::kustomize::build)
             .expect("generated files load")
             .into_iter()
             .map(|mut sourced| {
@@ -406,11 +349,15 @@ mod tests {
             } else {
                 tenant
             });
+            // With its tenant directory: the namespace's platform settings live there.
             let check = || Check {
-                paths: vec![dir.clone()],
+                paths: vec![dir.clone(), root.join(tenant)],
                 format: Format::Text,
                 environment: Some("production".into()),
                 exemptions: None,
+                as_user: None,
+                as_groups: Vec::new(),
+                raw: false,
             };
             // Untouched, the service's directory passes: the mistake is what fails it.
             assert!(!check().report().expect("checks").has_errors());
@@ -427,9 +374,56 @@ mod tests {
     }
 
     #[test]
+    fn the_projects_own_tree_passes_with_the_specs_exemptions_one_report_per_environment() {
+        let check = Check {
+            paths: vec![crate::project_root().join("flux")],
+            format: Format::Text,
+            environment: None,
+            exemptions: None,
+            as_user: None,
+            as_groups: Vec::new(),
+            raw: false,
+        };
+        let reports = check.reports().expect("the tree loads and checks");
+        let environments: Vec<_> = reports.iter().map(|r| r.environment.clone()).collect();
+        assert_eq!(
+            environments,
+            [Some("production".to_owned()), Some("staging".to_owned())]
+        );
+        for report in &reports {
+            assert!(!report.has_errors(), "{report}");
+            assert!(
+                report.exempted.iter().any(|e| e.rule == "run-as-non-root"),
+                "{report}"
+            );
+        }
+        // Raw, the same files trip Antaeus' documented exemptions: the flag is the old check.
+        let raw = Check {
+            raw: true,
+            environment: Some("production".into()),
+            ..check
+        };
+        assert!(raw.reports().expect("checks")[0].has_errors());
+    }
+
+    #[test]
+    fn the_environment_of_a_tree_file_comes_from_its_path() {
+        assert_eq!(
+            environment_of("flux/apps/antaeus/staging/kustomization.yaml").as_deref(),
+            Some("staging")
+        );
+        assert_eq!(
+            environment_of("flux/tenants/production/antaeus/limits.yaml").as_deref(),
+            Some("production")
+        );
+        assert_eq!(environment_of("flux/README.yaml"), None);
+        assert_eq!(environment_of("elsewhere/x.yaml"), None);
+    }
+
+    #[test]
     fn an_exemptions_file_waives_the_named_rule_and_is_reported() {
         let dir = compliant_tree();
-        edit(&dir, "deployment.yaml", |d| {
+        edit(&dir, "12-deployment.yaml", |d| {
             d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = false.into();
         });
         let exemptions = dir.path().join("exemptions.yml");
@@ -447,28 +441,5 @@ mod tests {
                 .to_string()
                 .contains("exempted: stock image runs as root")
         );
-    }
-
-    #[test]
-    fn checkov_failures_point_at_the_source_manifest() {
-        let json = serde_json::json!({
-            "check_type": "kubernetes",
-            "results": {"failed_checks": [{
-                "check_id": "CKV_K8S_14", "check_name": "Image Tag should be fixed",
-                "resource": "Deployment.shop.api", "file_path": "/0001.yaml",
-            }]},
-            "summary": {"passed": 10, "failed": 1, "skipped": 2, "resource_count": 3},
-        });
-        let sources = [(
-            "0001.yaml".to_owned(),
-            "flux/apps/api/kustomization.yaml".to_owned(),
-        )];
-        let summary = checkov_summary(&json, &sources).expect("valid report");
-        assert_eq!(
-            (summary.passed, summary.failed, summary.skipped),
-            (10, 1, 2)
-        );
-        assert_eq!(summary.failures[0].2, "flux/apps/api/kustomization.yaml");
-        assert!(summary.to_string().contains("1 failed, 2 skipped"));
     }
 }

@@ -154,7 +154,8 @@ mod tests {
     use crate::checks::tests::{assert_found, broken};
     use serde_json::json;
 
-    const PROVIDER_POLICIES: &str = "flux/apps/payment-provider/production/network-policies.yaml";
+    const PROVIDER_POLICIES: &str =
+        "flux/tenants/production/payment-provider/network-policies.yaml";
 
     #[test]
     fn a_network_policy_whose_labels_match_nothing_is_reported() {
@@ -226,7 +227,7 @@ mod tests {
 
     #[test]
     fn an_egress_rule_on_a_port_the_callee_does_not_serve_is_reported() {
-        let file = "flux/apps/antaeus/staging/network-policies.yaml";
+        let file = "flux/tenants/staging/antaeus/network-policies.yaml";
         let found = broken(file, "NetworkPolicy", "antaeus", "allow-egress", |v| {
             v["spec"]["egress"][0]["ports"][0]["port"] = json!(8000);
         });
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_workload_not_covered_by_default_deny_is_reported() {
-        let file = "flux/apps/antaeus/production/network-policies.yaml";
+        let file = "flux/tenants/production/antaeus/network-policies.yaml";
         let found = broken(file, "NetworkPolicy", "antaeus", "default-deny", |v| {
             v["spec"]["policyTypes"] = json!(["Ingress"]);
         });

@@ -113,6 +113,11 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
         env,
         &format!("{infrastructure}/namespaces.yaml"),
         namespaces,
+    )?;
+    tree.add_objects(
+        env,
+        &format!("{infrastructure}/tenant-role.yaml"),
+        vec![Object::new(&tenant::tenant_role(spec))?],
     )
 }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::layout::{app_dir, tenant_dir};
-use super::{network, tenant, workload};
+use super::{limits, network, tenant, workload};
 use crate::Error;
 use crate::meta;
 use crate::spec::{self, Spec};
@@ -48,7 +48,8 @@ pub(super) type Builder = fn(&ServiceCtx<'_>) -> Result<Vec<Object>, Error>;
 /// Which of a service's directories a file lands in.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Dir {
-    /// [`tenant_dir`]: applied by the platform's reconciler (the tenant, RBAC, the sync).
+    /// [`tenant_dir`]: applied by the platform's reconciler (the tenant, RBAC, limits, network
+    /// policies, the sync).
     Tenant,
     /// [`app_dir`]: applied as the service's own tenant account (the workload).
     App,
@@ -58,11 +59,18 @@ pub(super) enum Dir {
 pub(super) const FILES: &[(Dir, &str, Builder)] = &[
     (Dir::Tenant, "flux-tenant.yaml", tenant::flux_tenant),
     (Dir::Tenant, "developer-rbac.yaml", tenant::developer_rbac),
+    (
+        Dir::Tenant,
+        "platform-policy.yaml",
+        tenant::platform_settings,
+    ),
+    (Dir::Tenant, "limits.yaml", limits::limits),
+    // Platform-owned: a tenant could otherwise delete its default-deny or allow everything.
+    (Dir::Tenant, "network-policies.yaml", network::policies),
     (Dir::Tenant, "sync.yaml", tenant::sync),
     (Dir::App, "service-account.yaml", workload::service_account),
     (Dir::App, "deployment.yaml", workload::deployment),
     (Dir::App, "service.yaml", workload::service),
-    (Dir::App, "network-policies.yaml", network::policies),
     (
         Dir::App,
         "pod-disruption-budget.yaml",

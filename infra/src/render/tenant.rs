@@ -1,12 +1,15 @@
 //! A service's tenant, applied by the platform: its Namespace, the account Flux impersonates for
-//! it, the owning team's developer RBAC, and the service's own sync.
+//! it (and the one ClusterRole all those accounts share), the owning team's developer RBAC, the
+//! platform settings the admission policies read, and the service's own sync.
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
 use super::layout::app_dir;
 use super::services::ServiceCtx;
-use super::{DEVELOPER_ROLE, TENANT_RECONCILER, labels, service_timeout_minutes};
+use super::{DEVELOPER_ROLE, TENANT_RECONCILER, TENANT_ROLE, labels, service_timeout_minutes};
 use crate::Error;
 use crate::flux::{
     GitRef, GitRepository, GitRepositorySpec, Kustomization, KustomizationSpec, SourceRef,
@@ -43,13 +46,14 @@ pub(super) fn flux_tenant(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
         automount_service_account_token: Some(false),
         ..Default::default()
     };
-    // flux2-multi-tenancy: cluster-admin, but through a RoleBinding, so only in this namespace.
+    // Not flux2-multi-tenancy's namespaced cluster-admin (that account could read every Secret,
+    // bind anyone to admin and relabel its Namespace): only what the service's manifests are.
     let binding = RoleBinding {
         metadata: ctx.metadata(TENANT_RECONCILER),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "ClusterRole".into(),
-            name: "cluster-admin".into(),
+            name: TENANT_ROLE.into(),
         },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
@@ -59,6 +63,79 @@ pub(super) fn flux_tenant(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
         }]),
     };
     Ok(vec![Object::new(&sa)?, Object::new(&binding)?])
+}
+
+/// What a tenant's Flux account may do in its namespace: apply, prune and watch the kinds of
+/// `flux/apps/<service>/` (what [`super::services::FILES`] puts there; a test keeps the two in
+/// step), and read the ReplicaSets and Pods its Deployments' health checks look at. No Secrets,
+/// no RBAC, no Namespace, no quota, no NetworkPolicy, no Flux objects, no tokens.
+pub const TENANT_KINDS: &[(&str, &[&str])] = &[
+    ("", &["serviceaccounts", "services", "configmaps"]),
+    ("apps", &["deployments"]),
+    ("policy", &["poddisruptionbudgets"]),
+];
+
+/// The ClusterRole every tenant account is bound to in its own namespace (through a RoleBinding,
+/// so its rights stop there). It lands in the infrastructure layer, before any tenant.
+pub(super) fn tenant_role(spec: &Spec) -> ClusterRole {
+    let platform = &spec.platform;
+    let manage = [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    let mut rules: Vec<PolicyRule> = TENANT_KINDS
+        .iter()
+        .map(|(group, resources)| rule(group, resources, &manage))
+        .collect();
+    rules.push(rule("apps", &["replicasets"], &["get", "list", "watch"]));
+    rules.push(rule("", &["pods"], &["get", "list", "watch"]));
+    ClusterRole {
+        metadata: meta::object_meta(
+            TENANT_ROLE,
+            None,
+            meta::labels(&platform.name, TENANT_ROLE, &platform.owner),
+        ),
+        rules: Some(rules),
+        ..Default::default()
+    }
+}
+
+/// The namespace's platform settings: what the admission policies with `params` read (see the
+/// header of `policies/rules.yaml`), written by the platform only.
+pub(super) fn platform_settings(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
+    let (spec, service, env) = (ctx.spec, ctx.service, ctx.env);
+    let digests = service
+        .environments
+        .get(env)
+        .and_then(|o| o.digest.clone())
+        .unwrap_or_default();
+    let expose = match service.expose {
+        spec::Expose::Cluster => "cluster",
+        spec::Expose::LoadBalancer => "load-balancer",
+    };
+    let data = BTreeMap::from([
+        ("serviceAccount".to_owned(), service.name.clone()),
+        ("reconciler".to_owned(), TENANT_RECONCILER.to_owned()),
+        (
+            "imageRepository".to_owned(),
+            format!("{}/{}", spec.platform.registry, service.image),
+        ),
+        ("imageDigests".to_owned(), digests),
+        ("secrets".to_owned(), service.declared_secrets().join(",")),
+        (
+            "maxReplicas".to_owned(),
+            service.replicas_ceiling().to_string(),
+        ),
+        ("expose".to_owned(), expose.to_owned()),
+        (
+            "bindableRoles".to_owned(),
+            format!("Role/{DEVELOPER_ROLE},ClusterRole/{TENANT_ROLE}"),
+        ),
+    ]);
+    Ok(vec![Object::new(&ConfigMap {
+        metadata: ctx.metadata(policies::PARAMS_CONFIG_MAP),
+        data: Some(data),
+        ..Default::default()
+    })?])
 }
 
 pub(super) fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -94,20 +95,31 @@ pub(super) fn deployment(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
         .env
         .iter()
         .map(|var| {
-            let value = match (&var.value, &var.service_url) {
-                (Some(value), _) => value.clone(),
-                (None, Some(url)) => service_url(spec, url)?,
-                (None, None) => {
+            let (value, value_from) = match (&var.value, &var.service_url, &var.secret) {
+                (Some(value), _, _) => (Some(value.clone()), None),
+                (None, Some(url), _) => (Some(service_url(spec, url)?), None),
+                (None, None, Some(secret)) => (
+                    None,
+                    Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.name.clone(),
+                            key: secret.key.clone(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                ),
+                (None, None, None) => {
                     return Err(Error::Reference(format!(
-                        "env var `{}` of `{}` has neither `value` nor `service_url`",
+                        "env var `{}` of `{}` has no `value`, `service_url` or `secret`",
                         var.name, service.name
                     )));
                 }
             };
             Ok(EnvVar {
                 name: var.name.clone(),
-                value: Some(value),
-                ..Default::default()
+                value,
+                value_from,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;

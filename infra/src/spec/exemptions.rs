@@ -1,10 +1,14 @@
-//! Policy exemptions: what the spec exempts each object from, and why, in the terms the policy
-//! engine and the scanner consume.
+//! Policy exemptions: what the spec exempts each object from, and why, as the policy engine and
+//! the scanner consume them (one type, the policy engine's).
 //!
-//! A service declares `[[policy_exemptions]]`; other spec settings imply one (a load balancer, a
-//! mounted token). The platform is their only source, never a label a tenant could set itself.
+//! A service declares `[[policy_exemptions]]`; other spec settings imply one (a mounted token).
+//! The platform is their only source, never a label a tenant could set itself. What a service
+//! may do that others may not (be exposed, pull its own image, read its declared Secrets) is not
+//! an exemption but the namespace's platform settings (see `render::tenant`).
 
-use super::types::{Environment, Expose, Service, Spec};
+use policies::Exemption;
+
+use super::types::{Environment, Service, Spec};
 
 /// Rules whose exemption changes what is rendered (the rest only inform the policy engine).
 pub mod rules {
@@ -12,18 +16,6 @@ pub mod rules {
     pub const RUN_AS_NON_ROOT: &str = "run-as-non-root";
     /// The root filesystem stays writable.
     pub const READ_ONLY_ROOT_FILESYSTEM: &str = "read-only-root-filesystem";
-}
-
-/// A policy exemption for one object, as the policy engine consumes it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Exemption {
-    pub rule: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub reason: String,
-    /// Scanner (checkov) checks the same exemption covers.
-    pub scanner_checks: Vec<String>,
 }
 
 impl Spec {
@@ -46,17 +38,6 @@ impl Spec {
         // What the spec declares elsewhere is an exemption too, so the policy engine and the
         // cluster learn it from the platform (never from a label a tenant could set on itself).
         for service in &self.services {
-            if service.expose == Expose::LoadBalancer {
-                out.push(Exemption {
-                    rule: "no-external-services".to_owned(),
-                    kind: "Service".to_owned(),
-                    namespace: service.name.clone(),
-                    name: service.name.clone(),
-                    reason: "the spec exposes it outside the cluster (expose = \"load-balancer\")"
-                        .to_owned(),
-                    scanner_checks: Vec::new(),
-                });
-            }
             if service.automount_service_account_token {
                 out.push(Exemption {
                     rule: "no-service-account-token".to_owned(),
@@ -71,20 +52,6 @@ impl Spec {
         }
         out.sort();
         out
-    }
-
-    /// [`Spec::exemptions`] in the policy engine's terms.
-    pub fn policy_exemptions(&self) -> Vec<policies::Exemption> {
-        self.exemptions()
-            .into_iter()
-            .map(|e| policies::Exemption {
-                rule: e.rule,
-                kind: e.kind,
-                namespace: e.namespace,
-                name: e.name,
-                reason: e.reason,
-            })
-            .collect()
     }
 }
 

@@ -15,6 +15,20 @@ pub fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// DNS-1123 subdomain (what most object names are): dot-separated labels, ≤ 253.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// A key of a Secret or ConfigMap: `[-._a-zA-Z0-9]+`, at most 253 characters.
+pub fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// IANA service name, what a named container port must be: ≤ 15 chars, one letter at least.
 pub fn is_port_name(name: &str) -> bool {
     is_dns_label(name)
@@ -39,6 +53,45 @@ pub fn is_quantity(q: &str) -> bool {
         .map(|exp| exp.strip_prefix(['+', '-']).unwrap_or(exp))
         .is_some_and(|exp| !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit()));
     number_ok && suffix_ok
+}
+
+/// A quantity's value in thousandths of its unit (CPU in millicores, memory in milli-bytes),
+/// exactly, for the sizes a spec uses; `None` if it is not a quantity or does not fit.
+pub fn milli_units(q: &str) -> Option<u128> {
+    if !is_quantity(q) || q.starts_with('-') {
+        return None;
+    }
+    let q = q.trim_start_matches('+');
+    let digits_end = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(digits_end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    // Scale to thousandths, then by the suffix; a fraction finer than 1/1000 of a unit is
+    // rounded up, as the API server does.
+    let mut milli: u128 = whole.parse::<u128>().unwrap_or(0).checked_mul(1000)?;
+    let digits: String = fraction.chars().chain("000".chars()).take(3).collect();
+    milli += digits.parse::<u128>().ok()?;
+    if fraction.len() > 3 && fraction[3..].bytes().any(|b| b != b'0') {
+        milli += 1;
+    }
+    let factor: u128 = match suffix {
+        "" => 1,
+        "m" => return Some(milli.div_ceil(1000)),
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        exponent => {
+            let e: u32 = exponent.trim_start_matches(['e', 'E']).parse().ok()?;
+            10u128.checked_pow(e)?
+        }
+    };
+    milli.checked_mul(factor)
 }
 
 pub fn is_env_name(name: &str) -> bool {
@@ -89,4 +142,34 @@ pub fn is_scanner_check(check: &str) -> bool {
                     .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_convert_to_thousandths_exactly() {
+        assert_eq!(milli_units("500m"), Some(500));
+        assert_eq!(milli_units("2"), Some(2000));
+        assert_eq!(milli_units("0.5"), Some(500));
+        assert_eq!(milli_units("1.5Gi"), Some(1536 * 1024 * 1024 * 1000));
+        assert_eq!(milli_units("128Mi"), Some(128 * 1024 * 1024 * 1000));
+        assert_eq!(milli_units("1e3"), Some(1_000_000));
+        assert_eq!(
+            milli_units("0.0001"),
+            Some(1),
+            "rounded up, as the API server does"
+        );
+        assert_eq!(milli_units("-1"), None);
+        assert_eq!(milli_units("lots"), None);
+    }
+
+    #[test]
+    fn secret_names_and_keys_follow_the_api() {
+        assert!(is_dns_subdomain("db.credentials"));
+        assert!(!is_dns_subdomain("Db"));
+        assert!(is_secret_key("password.txt"));
+        assert!(!is_secret_key("a/b"));
+    }
 }

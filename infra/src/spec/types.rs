@@ -109,6 +109,11 @@ pub struct Service {
     /// Grants the team `pods/exec` in the service's namespace.
     #[serde(default)]
     pub exec: bool,
+    /// The most replicas the Deployment may be scaled to, by hand in an emergency or through
+    /// git; the namespace's ResourceQuota is sized from it. Default: twice the most replicas
+    /// any environment runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<i32>,
     #[serde(default)]
     pub automount_service_account_token: bool,
     #[serde(default)]
@@ -188,7 +193,9 @@ impl Probe {
     }
 }
 
-/// An environment variable: a literal, or the in-cluster URL of another service.
+/// An environment variable: a literal, the in-cluster URL of another service, or a key of a
+/// Secret (the only way a service's pods may reference a Secret: the platform settings allow
+/// exactly the Secrets named here).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvVar {
@@ -197,6 +204,16 @@ pub struct EnvVar {
     pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_url: Option<ServiceUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretKey>,
+}
+
+/// One key of a Secret in the service's namespace (created there by whoever provisions it).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKey {
+    pub name: String,
+    pub key: String,
 }
 
 /// `http://<service>.<namespace>.svc.cluster.local:<port><path>`, derived from the callee's Service.
@@ -287,6 +304,34 @@ pub struct Spec {
     pub environments: Vec<Environment>,
     /// Sorted by name.
     pub services: Vec<Service>,
+}
+
+impl Service {
+    /// The most replicas the Deployment may run ([`Service::max_replicas`] or its default).
+    pub fn replicas_ceiling(&self) -> i32 {
+        self.max_replicas.unwrap_or_else(|| {
+            let most = self
+                .environments
+                .values()
+                .filter_map(|o| o.replicas)
+                .chain([self.replicas])
+                .max()
+                .unwrap_or(1);
+            most.saturating_mul(2)
+        })
+    }
+
+    /// The Secrets the spec lets the service's pods reference, sorted, each once.
+    pub fn declared_secrets(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .env
+            .iter()
+            .filter_map(|v| v.secret.as_ref().map(|s| s.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
 }
 
 impl Spec {

@@ -293,13 +293,14 @@ impl Cluster {
         self.kubectl_output(sh, args, None)
     }
 
-    /// `kubectl` as admin, returning stdout or an error carrying stderr.
-    pub fn kubectl_output(
+    /// `kubectl` as admin: `Ok(stdout)` if kubectl succeeded, `Err(stderr)` if the API server
+    /// (or kubectl) refused; the outer error only if kubectl could not run at all.
+    pub fn kubectl_result(
         &self,
         sh: &Shell,
         args: &[&str],
         stdin: Option<&str>,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<Result<String, String>> {
         let admin = &self.admin;
         // Every call is bounded: a wedged apiserver fails the run instead of hanging it.
         let mut command = cmd!(
@@ -314,14 +315,48 @@ impl Cluster {
         let output = command
             .output()
             .context("cannot run kubectl: put kubectl on PATH")?;
-        if !output.status.success() {
-            anyhow::bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        })
+    }
+
+    /// `kubectl ARGS` with no credentials at all (an anonymous request), trusting the run's CA.
+    pub fn anonymous_read(
+        &self,
+        sh: &Shell,
+        args: &[&str],
+    ) -> anyhow::Result<Result<String, String>> {
+        let server = &self.server;
+        let ca = self.dir.join("pki").join("ca.crt");
+        let empty = self.dir.join("anonymous.kubeconfig");
+        std::fs::write(&empty, "apiVersion: v1\nkind: Config\n")?;
+        let output = cmd!(
+            sh,
+            "kubectl --kubeconfig {empty} --server {server} --certificate-authority {ca} --request-timeout=60s {args...}"
+        )
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("cannot run kubectl: put kubectl on PATH")?;
+        Ok(if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        })
+    }
+
+    /// `kubectl` as admin, returning stdout or an error carrying stderr.
+    pub fn kubectl_output(
+        &self,
+        sh: &Shell,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<String> {
+        self.kubectl_result(sh, args, stdin)?.map_err(|stderr| {
+            anyhow::anyhow!("kubectl {} failed: {}", args.join(" "), stderr.trim())
+        })
     }
 }
 

@@ -1,11 +1,12 @@
-//! Validation of who a service calls and who calls it: env vars (literal or a callee's URL) and
+//! Validation of who a service calls and who calls it: env vars (literal, a callee's URL, or a
+//! Secret's key) and
 //! `[[callers]]`, cross-checked so a declared call is one the network policies allow.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Declared;
 use crate::spec::problems::{Seg, Sink};
-use crate::spec::syntax::is_env_name;
+use crate::spec::syntax::{is_dns_subdomain, is_env_name, is_secret_key};
 use crate::spec::types::{Service, ServiceUrl};
 
 pub(super) fn check_env(sink: &mut Sink<'_>, s: &Service, declared: &Declared<'_>) {
@@ -24,22 +25,40 @@ pub(super) fn check_env(sink: &mut Sink<'_>, s: &Service, declared: &Declared<'_
                 format!("`{}` is set twice", var.name),
             );
         }
-        match (&var.value, &var.service_url) {
-            (Some(_), None) => {}
-            (None, Some(url))
-                if declared.services.contains_key(url.service.as_str())
-                    || !declared.all_names.contains(&url.service) =>
-            {
-                check_service_url(sink, s, i, url, &declared.services)
-            }
-            (None, Some(_)) => {}
-            _ => sink.push(
+        let sources = [
+            var.value.is_some(),
+            var.service_url.is_some(),
+            var.secret.is_some(),
+        ];
+        if sources.iter().filter(|set| **set).count() != 1 {
+            sink.push(
                 &[Key("env"), Index(i)],
                 format!(
-                    "`{}` needs exactly one of `value` or `service_url`",
+                    "`{}` needs exactly one of `value`, `service_url` or `secret`",
                     var.name
                 ),
-            ),
+            );
+        } else if let Some(url) = &var.service_url
+            && (declared.services.contains_key(url.service.as_str())
+                || !declared.all_names.contains(&url.service))
+        {
+            check_service_url(sink, s, i, url, &declared.services);
+        } else if let Some(secret) = &var.secret {
+            if !is_dns_subdomain(&secret.name) {
+                sink.push(
+                    &[Key("env"), Index(i), Key("secret"), Key("name")],
+                    format!("`{}` is not a Secret name (a DNS subdomain)", secret.name),
+                );
+            }
+            if !is_secret_key(&secret.key) {
+                sink.push(
+                    &[Key("env"), Index(i), Key("secret"), Key("key")],
+                    format!(
+                        "`{}` is not a Secret key (letters, digits, `-`, `_`, `.`)",
+                        secret.key
+                    ),
+                );
+            }
         }
     }
 }
@@ -175,7 +194,7 @@ mod tests {
             .problems();
         assert_has(
             &found,
-            "infra/services/web.toml:28:1: env[0]: `API_URL` needs exactly one of `value` or `service_url`",
+            "infra/services/web.toml:28:1: env[0]: `API_URL` needs exactly one of `value`, `service_url` or `secret`",
         );
     }
 
@@ -227,5 +246,24 @@ mod tests {
     #[test]
     fn each_error_class_names_its_field_and_says_what_is_wrong() {
         assert_cases(CASES);
+    }
+
+    #[test]
+    fn a_secret_env_var_names_a_secret_and_a_key() {
+        let found = SpecFiles::minimal()
+            .edit(
+                "web",
+                "service_url = { service = \"api\", path = \"/v1\" }",
+                "secret = { name = \"Db_Password\", key = \"pass/word\" }",
+            )
+            .problems();
+        assert_has(
+            &found,
+            "infra/services/web.toml:30:19: env[0].secret.name: `Db_Password` is not a Secret name (a DNS subdomain)",
+        );
+        assert_has(
+            &found,
+            "infra/services/web.toml:30:40: env[0].secret.key: `pass/word` is not a Secret key (letters, digits, `-`, `_`, `.`)",
+        );
     }
 }

@@ -35,6 +35,22 @@ pub(super) fn check(sink: &mut Sink<'_>, s: &Service, declared: &Declared<'_>) {
             format!("replicas must be at least 1, not {}", s.replicas),
         );
     }
+    if let Some(max) = s.max_replicas {
+        let most = s
+            .environments
+            .iter()
+            .filter_map(|(env, o)| o.replicas.map(|r| (r, format!("environment {env}"))))
+            .chain([(s.replicas, "the default".to_owned())])
+            .max_by_key(|(r, _)| *r);
+        if let Some((replicas, whose)) = most
+            && max < replicas
+        {
+            sink.push(
+                &[Key("max_replicas")],
+                format!("max_replicas {max} is below the {replicas} replicas of {whose}: the Deployment could not even roll out"),
+            );
+        }
+    }
     if s.ports.is_empty() {
         sink.push(
             &[Key("ports")],
@@ -299,5 +315,18 @@ mod tests {
     #[test]
     fn each_error_class_names_its_field_and_says_what_is_wrong() {
         assert_cases(CASES);
+    }
+
+    #[test]
+    fn max_replicas_below_an_environments_replicas_is_rejected() {
+        let found = crate::testing::SpecFiles::minimal()
+            .edit("api", "replicas = 2", "replicas = 2\nmax_replicas = 1")
+            .problems();
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("max_replicas: max_replicas 1 is below the")),
+            "{found:?}"
+        );
     }
 }
