@@ -349,9 +349,11 @@ mod tests {
             } else {
                 tenant
             });
-            // With its tenant directory: the namespace's platform settings live there.
+            // With the namespace's platform settings, which the cluster has from the
+            // infrastructure layer.
+            let settings = root.join("flux/infrastructure/production/settings/payment-provider");
             let check = || Check {
-                paths: vec![dir.clone(), root.join(tenant)],
+                paths: vec![dir.clone(), settings.clone()],
                 format: Format::Text,
                 environment: Some("production".into()),
                 exemptions: None,

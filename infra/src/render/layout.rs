@@ -2,7 +2,8 @@
 //!
 //! Per environment `<env>`:
 //! - `flux/clusters/<env>/`: the entry point a cluster is bootstrapped with;
-//! - `flux/infrastructure/<env>/`: Namespaces and the policy bundle (under `policies/`);
+//! - `flux/infrastructure/<env>/`: Namespaces, the tenants' ClusterRole, each namespace's platform
+//!   settings (under `settings/`) and the policy bundle (under `policies/`);
 //! - `flux/tenants/<env>/<service>/`: each service's Flux tenant, developer RBAC and sync;
 //! - `flux/apps/<service>/<env>/`: each service's workload.
 //!
@@ -32,6 +33,12 @@ pub fn tenants_dir(env: &str) -> String {
 /// One service's tenant files in `env` (inside [`tenants_dir`], not a root of its own).
 pub fn tenant_dir(service: &str, env: &str) -> String {
     format!("{}/{service}", tenants_dir(env))
+}
+
+/// One service's platform settings in `env` (inside [`infrastructure_dir`]: applied before
+/// the tenants layer, so the admission policies that read them find them).
+pub fn settings_dir(service: &str, env: &str) -> String {
+    format!("{}/settings/{service}", infrastructure_dir(env))
 }
 
 /// The policy bundle of `env` (inside [`infrastructure_dir`]).

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::layout::{app_dir, tenant_dir};
+use super::layout::{app_dir, settings_dir, tenant_dir};
 use super::{limits, network, tenant, workload};
 use crate::Error;
 use crate::meta;
@@ -48,6 +48,10 @@ pub(super) type Builder = fn(&ServiceCtx<'_>) -> Result<Vec<Object>, Error>;
 /// Which of a service's directories a file lands in.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Dir {
+    /// [`settings_dir`]: in the infrastructure layer, applied by the platform's reconciler
+    /// before any tenant object: what the admission policies read about the namespace must be
+    /// there before anything they judge is applied.
+    Settings,
     /// [`tenant_dir`]: applied by the platform's reconciler (the tenant, RBAC, limits, network
     /// policies, the sync).
     Tenant,
@@ -60,7 +64,7 @@ pub(super) const FILES: &[(Dir, &str, Builder)] = &[
     (Dir::Tenant, "flux-tenant.yaml", tenant::flux_tenant),
     (Dir::Tenant, "developer-rbac.yaml", tenant::developer_rbac),
     (
-        Dir::Tenant,
+        Dir::Settings,
         "platform-policy.yaml",
         tenant::platform_settings,
     ),
@@ -137,6 +141,7 @@ struct ServiceFiles {
 }
 
 fn service_files(ctx: &ServiceCtx<'_>) -> Result<ServiceFiles, Error> {
+    let settings = settings_dir(&ctx.service.name, ctx.env);
     let tenant = tenant_dir(&ctx.service.name, ctx.env);
     let app = app_dir(&ctx.service.name, ctx.env);
     let mut files = Vec::with_capacity(FILES.len());
@@ -146,6 +151,7 @@ fn service_files(ctx: &ServiceCtx<'_>) -> Result<ServiceFiles, Error> {
             continue;
         }
         let dir = match dir {
+            Dir::Settings => &settings,
             Dir::Tenant => &tenant,
             Dir::App => &app,
         };
@@ -189,6 +195,9 @@ mod tests {
         let files = testing::files();
         for (dir, file, _) in FILES {
             let path = match dir {
+                Dir::Settings => {
+                    format!("{}/{file}", settings_dir("payment-provider", "production"))
+                }
                 Dir::Tenant => format!("{}/{file}", tenant_dir("payment-provider", "production")),
                 Dir::App => format!("{}/{file}", app_dir("payment-provider", "production")),
             };
