@@ -119,6 +119,41 @@ impl KustomizeConfig {
     }
 }
 
+/// A kustomize `Component` (`kustomization.yaml` of `kind: Component`): patches that any
+/// kustomization listing it under `components:` applies to its own resources.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeComponent {
+    pub api_version: String,
+    pub kind: String,
+    pub patches: Vec<KustomizePatch>,
+}
+
+/// One patch of a kustomization: a JSON 6902 (or strategic merge) `patch` and the objects it targets.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KustomizePatch {
+    pub patch: String,
+    pub target: PatchTarget,
+}
+
+/// Which objects a patch applies to; `name` is a regular expression, as kustomize reads it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PatchTarget {
+    pub kind: String,
+    pub name: String,
+}
+
+impl KustomizeComponent {
+    /// A component of `patches`.
+    pub fn new(patches: Vec<KustomizePatch>) -> KustomizeComponent {
+        KustomizeComponent {
+            api_version: "kustomize.config.k8s.io/v1alpha1".to_owned(),
+            kind: "Component".to_owned(),
+            patches,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};

@@ -21,7 +21,8 @@ use crate::Error;
 use crate::meta;
 use crate::spec::{self, Spec};
 use crate::tree::Tree;
-pub use layout::{app_dir, cluster_dir, infrastructure_dir, tenants_dir};
+pub use cluster::{LOCKDOWN, lockdown};
+pub use layout::{app_dir, cluster_dir, infrastructure_dir, lockdown_dir, tenants_dir};
 pub use workload::service_url;
 
 /// Namespace of the Flux controllers and the platform's own Kustomizations.

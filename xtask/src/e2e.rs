@@ -17,6 +17,7 @@ mod gomod;
 mod host;
 mod intruders;
 mod kube_router;
+mod lockdown;
 mod netns;
 mod network;
 mod node;
@@ -201,7 +202,8 @@ impl E2e {
         )?;
 
         // 3. Flux.
-        flux::install(sh, root, bins, &cluster, &mut procs)?;
+        let lockdown_dir = repo.work.join(infra::render::lockdown_dir(&self.env));
+        let controller = flux::install(sh, root, bins, &cluster, &lockdown_dir, &mut procs)?;
         flux::bootstrap(sh, &cluster, &tree)?;
         let timeline =
             flux::wait_all_ready(sh, &cluster, &tree, &mut procs, &commit, committed, timeout);
@@ -229,6 +231,20 @@ impl E2e {
                     timeline.len(),
                     timeline.last().map_or(0.0, |(_, at)| at.as_secs_f64())
                 )),
+            },
+            Step {
+                name: "3b. Flux lockdown on the running controller",
+                result: lockdown::check(sh, &cluster, &tree, controller.pid, &controller.lockdown)
+                    .map(|lines| {
+                        println!("3b. Flux lockdown (flags from the tree's component):");
+                        for line in &lines {
+                            println!("   {line}");
+                        }
+                        format!(
+                            "{} flags on the process; both probes refused",
+                            controller.lockdown.len()
+                        )
+                    }),
             },
             Step {
                 name: "4. objects and rollouts",

@@ -1,19 +1,59 @@
 //! What each cluster gets before any service: the bootstrap sync (`flux-system`), the platform
-//! Kustomizations `infrastructure` then `tenants`, and the Namespaces of the infrastructure layer.
+//! Kustomizations `infrastructure` then `tenants`, the Namespaces of the infrastructure layer, and
+//! the Flux install's lockdown flags as a kustomize component.
 
-use super::layout::{cluster_dir, environment_roots, infrastructure_dir, tenants_dir};
+use super::layout::{
+    cluster_dir, environment_roots, infrastructure_dir, lockdown_dir, tenants_dir,
+};
 use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, service_timeout_minutes, tenant};
 use crate::Error;
 use crate::flux::{
     DependsOn, GitRef, GitRepository, GitRepositorySpec, Kustomization, KustomizationSpec,
-    SourceRef,
+    KustomizeComponent, KustomizePatch, PatchTarget, SourceRef,
 };
 use crate::meta;
 use crate::spec::Spec;
 use crate::tree::{Object, Tree};
 
-/// The cluster layer of `env`: its roots, the bootstrap sync, the platform Kustomizations and
-/// the Namespaces.
+/// Flux's multi-tenancy lockdown, as Flux's docs give it: each flag, and the controllers that take
+/// it (a regular expression over the install's Deployment names, which kustomize anchors).
+/// `--no-cross-namespace-refs`: a Kustomization only uses a source in its own namespace.
+/// `--no-remote-bases`: no kustomize bases fetched over the network at build time.
+/// `--default-service-account`: a Kustomization naming no account impersonates the powerless
+/// `default` account of its namespace instead of acting as the controller itself.
+pub const LOCKDOWN: [(&str, &str); 3] = [
+    (
+        "--no-cross-namespace-refs=true",
+        "(kustomize-controller|helm-controller|notification-controller|image-reflector-controller|image-automation-controller)",
+    ),
+    ("--no-remote-bases=true", "kustomize-controller"),
+    (
+        "--default-service-account=default",
+        "(kustomize-controller|helm-controller)",
+    ),
+];
+
+/// The lockdown flags as a component of JSON 6902 patches appending each flag to the first
+/// container's args of the Deployments it names.
+pub fn lockdown() -> KustomizeComponent {
+    KustomizeComponent::new(
+        LOCKDOWN
+            .iter()
+            .map(|(flag, controllers)| KustomizePatch {
+                patch: format!(
+                    "- op: add\n  path: /spec/template/spec/containers/0/args/-\n  value: {flag}\n"
+                ),
+                target: PatchTarget {
+                    kind: "Deployment".into(),
+                    name: (*controllers).into(),
+                },
+            })
+            .collect(),
+    )
+}
+
+/// The cluster layer of `env`: its roots, the bootstrap sync, the platform Kustomizations, the
+/// Namespaces and the lockdown component.
 pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Error> {
     let platform = &spec.platform;
     let owner = &platform.owner;
@@ -76,6 +116,7 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
         &format!("{cluster}/flux-system.yaml"),
         vec![Object::new(&source)?, Object::new(&sync)?],
     )?;
+    tree.add_component(&lockdown_dir(env), &lockdown())?;
     let infrastructure = infrastructure_dir(env);
     let infra = platform_kustomization("infrastructure", &infrastructure, true, "5m".into(), &[]);
     tree.add_objects(

@@ -20,6 +20,12 @@ pub fn cluster_dir(env: &str) -> String {
     format!("flux/clusters/{env}")
 }
 
+/// The kustomize component holding Flux's multi-tenancy lockdown flags for the clusters of `env`:
+/// the Flux install's own `flux-system/kustomization.yaml` lists it under `components:`.
+pub fn lockdown_dir(env: &str) -> String {
+    format!("{}/flux-lockdown", cluster_dir(env))
+}
+
 /// The infrastructure layer of `env` (Namespaces; the policy bundle goes under it).
 pub fn infrastructure_dir(env: &str) -> String {
     format!("flux/infrastructure/{env}")

@@ -152,16 +152,23 @@ pub fn run(sh: &Shell, cluster: &Cluster, tree: &Tree) -> anyhow::Result<Vec<Str
             },
         }
     }
-    let anonymous = cluster.anonymous_read(sh, &["get", "secrets", "-n", ns])?;
-    match anonymous {
-        Ok(_) => bail!("an anonymous request listed the Secrets of {ns}"),
-        Err(stderr) => match refusal(&stderr) {
-            Some(why) => lines.push(format!("refused   anonymous list secrets in {ns}: {why}")),
-            None => bail!(
-                "the anonymous request failed, but not as a refusal: {}",
-                stderr.trim()
-            ),
-        },
+    let (status, body) = cluster.anonymous_get(sh, &format!("/api/v1/namespaces/{ns}/secrets"))?;
+    match status {
+        401 | 403 => {
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            lines.push(format!(
+                "refused   anonymous list secrets in {ns}: HTTP {status}: {}",
+                cut(&message, 160)
+            ));
+        }
+        200 => bail!("an anonymous request listed the Secrets of {ns}"),
+        other => bail!(
+            "the anonymous request got HTTP {other}, not a refusal: {}",
+            cut(body.trim(), 300)
+        ),
     }
     Ok(lines)
 }
@@ -240,14 +247,21 @@ fn legitimate(ns: &str, name: &str) -> Vec<(String, Vec<String>)> {
                 "--dry-run=server",
             ]),
         ),
+        // `kubectl rollout restart` takes no --dry-run: this is the patch it sends.
         (
             format!("restart {deployment}"),
             strings(&[
-                "rollout",
-                "restart",
+                "patch",
                 &deployment,
                 "-n",
                 ns,
+                "--type",
+                "strategic",
+                "-p",
+                &json!({"spec": {"template": {"metadata": {"annotations": {
+                    "kubectl.kubernetes.io/restartedAt": "2026-12-02T00:00:00Z"
+                }}}}})
+                .to_string(),
                 "--dry-run=server",
             ]),
         ),
@@ -544,18 +558,26 @@ fn attacks(developer: &Who, tenant: &Who, client_tenant: &Who, targets: &Targets
             json!({"apiVersion": "v1", "kind": "ResourceQuota",
             "metadata": {"name": "e2e-attack", "namespace": ns}, "spec": {"hard": {"pods": "100000"}}}),
         ),
-        run(
-            tenant,
-            "mints a token (TokenRequest) for its account",
-            &[
+        // `kubectl create token` takes no --dry-run: the TokenRequest it sends, dry-run.
+        Attack {
+            who: tenant.clone(),
+            what: "mints a token (TokenRequest) for its account".to_owned(),
+            args: strings(&[
                 "create",
-                "token",
-                "flux-reconciler",
-                "-n",
-                ns,
-                "--duration=8760h",
-            ],
-        ),
+                "--raw",
+                &format!(
+                    "/api/v1/namespaces/{ns}/serviceaccounts/{}/token?dryRun=All",
+                    infra::render::TENANT_RECONCILER
+                ),
+                "-f",
+                "-",
+            ]),
+            stdin: Some(
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 31_536_000}})
+                .to_string(),
+            ),
+        },
         apply(
             tenant,
             "creates a long-lived token Secret",
@@ -578,11 +600,13 @@ fn attacks(developer: &Who, tenant: &Who, client_tenant: &Who, targets: &Targets
             ]),
             stdin: None,
         },
-        run(
-            tenant,
-            "reads the namespace's Secrets",
-            &["get", "secrets", "-n", ns],
-        ),
+        // A read: nothing to dry-run.
+        Attack {
+            who: tenant.clone(),
+            what: "reads the namespace's Secrets".to_owned(),
+            args: strings(&["get", "secrets", "-n", ns]),
+            stdin: None,
+        },
         // 7. Exposure.
         apply(
             tenant,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use super::components::{self, Binaries};
-use super::pki::{ADMIN, Identity, generate_ca, issue, write_identity};
+use super::pki::{ADMIN, CONTROLLER_MANAGER, Identity, generate_ca, issue, write_identity};
 use super::procs::{Processes, free_port, wait_until};
 
 /// The name of kwok's fake node: every pod the real node does not take (Antaeus' image is not
@@ -160,14 +160,15 @@ impl Cluster {
             format!("--authentication-kubeconfig={}", admin.display()),
             format!("--authorization-kubeconfig={}", admin.display()),
         ];
+        let kcm_identity = write_identity(sh, dir, &pki, &server, &CONTROLLER_MANAGER)?;
         let mut kcm = strings(&[
-            &kubeconfig,
+            &format!("--kubeconfig={}", kcm_identity.display()),
             "--bind-address=127.0.0.1",
             &format!("--secure-port={}", free_port()?),
             "--leader-elect=false",
             &format!("--service-account-private-key-file={}", p("sa.key")),
             &format!("--root-ca-file={}", p("ca.crt")),
-            "--use-service-account-credentials=false",
+            "--use-service-account-credentials=true",
             &format!("--cluster-cidr={CLUSTER_CIDR}"),
             &format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             // The real node's CNI bridge takes its range from the Node object.
@@ -322,29 +323,38 @@ impl Cluster {
         })
     }
 
-    /// `kubectl ARGS` with no credentials at all (an anonymous request), trusting the run's CA.
-    pub fn anonymous_read(
-        &self,
-        sh: &Shell,
-        args: &[&str],
-    ) -> anyhow::Result<Result<String, String>> {
-        let server = &self.server;
+    /// `GET path` with no credentials at all (an anonymous request), over TLS trusting the run's
+    /// CA: `(HTTP status, body)`. `openssl s_client` rather than kubectl, which prompts for a
+    /// username when it has no credentials.
+    pub fn anonymous_get(&self, sh: &Shell, path: &str) -> anyhow::Result<(u16, String)> {
+        let address = self
+            .server
+            .strip_prefix("https://")
+            .context("the API server URL is https")?;
         let ca = self.dir.join("pki").join("ca.crt");
-        let empty = self.dir.join("anonymous.kubeconfig");
-        std::fs::write(&empty, "apiVersion: v1\nkind: Config\n")?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
         let output = cmd!(
             sh,
-            "kubectl --kubeconfig {empty} --server {server} --certificate-authority {ca} --request-timeout=60s {args...}"
+            "openssl s_client -quiet -verify_return_error -CAfile {ca} -connect {address}"
         )
         .quiet()
         .ignore_status()
+        .ignore_stderr()
+        .stdin(request)
         .output()
-        .context("cannot run kubectl: put kubectl on PATH")?;
-        Ok(if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        })
+        .context("cannot run openssl s_client")?;
+        let response = String::from_utf8_lossy(&output.stdout).into_owned();
+        let status = response
+            .lines()
+            .next()
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("no HTTP response from {address}: {}", response.trim()))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, body)| body.to_owned());
+        Ok((status, body))
     }
 
     /// `kubectl` as admin, returning stdout or an error carrying stderr.

@@ -11,20 +11,39 @@ use xshell::Shell;
 
 use super::cluster::Cluster;
 use super::components::{self, Binaries};
+use super::lockdown;
 use super::procs::{Processes, free_port, wait_until};
 use super::tree::{self, Tree, str_at};
 
 pub const FLUX_NAMESPACE: &str = "flux-system";
 const CONTROLLERS: [&str; 2] = ["source-controller", "kustomize-controller"];
 
-/// Installs the CRDs and RBAC, then starts both controllers, each as its own ServiceAccount.
+/// kustomize-controller as started: its pid and the lockdown flags the tree gave it.
+pub struct Controller {
+    pub pid: u32,
+    pub lockdown: Vec<String>,
+}
+
+/// Installs the CRDs and RBAC, then starts both controllers, each as its own ServiceAccount;
+/// kustomize-controller with the flags the tree's lockdown `component` adds to its Deployment.
 pub fn install(
     sh: &Shell,
     root: &Path,
     bins: &Binaries,
     cluster: &Cluster,
+    component: &Path,
     procs: &mut Processes,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Controller> {
+    let module = components::module_dir(sh, root, "kustomize-controller")?;
+    let lockdown = lockdown::flags(
+        sh,
+        &module,
+        component,
+        &cluster.dir.join("lockdown-build"),
+        "kustomize-controller",
+    )
+    .context("the lockdown flags from the tree")?;
+    let mut started = None;
     cluster.kubectl(sh, &["create", "namespace", FLUX_NAMESPACE], None)?;
     for controller in CONTROLLERS {
         let module = components::module_dir(sh, root, controller)?;
@@ -80,20 +99,17 @@ pub fn install(
                 format!("--storage-adv-addr={storage}"),
             ]);
         } else {
-            // The multi-tenancy lockdown (source-controller has no such flags: it applies nothing).
-            args.extend([
-                "--no-cross-namespace-refs=true".to_string(),
-                "--no-remote-bases=true".to_string(),
-                "--default-service-account=default".to_string(),
-                // tenants dependsOn infrastructure: re-check every 5s instead of 30s, so the
-                // timeline measures Flux, not a retry interval.
-                "--requeue-dependency=5s".to_string(),
-            ]);
+            // The multi-tenancy lockdown, as the tree has it (source-controller takes no such
+            // flags: it applies nothing).
+            args.extend(lockdown.iter().cloned());
+            // tenants dependsOn infrastructure: re-check every 5s instead of 30s, so the
+            // timeline measures Flux, not a retry interval.
+            args.push("--requeue-dependency=5s".to_string());
         }
         let bin = bins.path(controller);
         // The controllers take no --kubeconfig flag; controller-runtime reads KUBECONFIG.
         let kubeconfig = kubeconfig.display().to_string();
-        procs.spawn(
+        let pid = procs.spawn(
             controller,
             &bin,
             &args,
@@ -102,8 +118,14 @@ pub fn install(
                 ("KUBECONFIG", &kubeconfig),
             ],
         )?;
+        if controller == "kustomize-controller" {
+            started = Some(pid);
+        }
     }
-    Ok(())
+    Ok(Controller {
+        pid: started.expect("kustomize-controller is one of CONTROLLERS"),
+        lockdown,
+    })
 }
 
 /// The controller's `config/rbac` objects bound to its own ServiceAccount in flux-system (the

@@ -222,7 +222,8 @@ fn start_kube_proxy(
             "--v=1".to_string(),
         ],
         &[],
-    )
+    )?;
+    Ok(())
 }
 
 /// Namespace annotations of the run (not the tree) that put every pod of the provider's namespace

@@ -19,6 +19,15 @@ pub const ADMIN: Identity = Identity {
     groups: &["system:masters"],
 };
 
+/// The controller-manager's own identity, as kubeadm issues it: RBAC's bootstrap roles bind it,
+/// and with `--use-service-account-credentials` each controller acts as its own ServiceAccount
+/// in kube-system (what the admission policies and exemptions trust as Kubernetes' controllers).
+pub const CONTROLLER_MANAGER: Identity = Identity {
+    file: "kube-controller-manager",
+    common_name: "system:kube-controller-manager",
+    groups: &[],
+};
+
 /// A self-signed CA, valid for two days: long enough for any run, useless afterwards.
 pub fn generate_ca(sh: &Shell, pki: &Path) -> anyhow::Result<()> {
     let config = pki.join("ca.cnf");

@@ -43,14 +43,14 @@ impl Processes {
         })
     }
 
-    /// Starts `program args…` with stdout and stderr in `logs/<name>.log`.
+    /// Starts `program args…` with stdout and stderr in `logs/<name>.log`; returns its pid.
     pub fn spawn(
         &mut self,
         name: &str,
         program: &Path,
         args: &[String],
         env: &[(&str, &str)],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u32> {
         let log = self.log_path(name);
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("duplicating a log file handle")?;
@@ -66,11 +66,12 @@ impl Processes {
             .lock()
             .expect("the pid list is never poisoned: no code panics while holding it")
             .push(child.id());
+        let pid = child.id();
         self.children.push(Started {
             name: name.to_string(),
             child,
         });
-        Ok(())
+        Ok(pid)
     }
 
     pub fn log_path(&self, name: &str) -> PathBuf {
