@@ -8,6 +8,7 @@ use cel::{Env, Program, Value};
 use crate::evaluate::{self, Failures, Site};
 use crate::report::{Exempted, Report, Violation};
 use crate::request::RequestParts;
+use crate::rules::NamedMatch;
 use crate::{Error, Exemption, Rule, SourcedObject, UserInfo, kinds, rules};
 
 /// The rules shipped with the platform.
@@ -60,6 +61,8 @@ pub struct Bundle {
     /// Variables that every rule defining them defines identically (`podSpec`, `containers`):
     /// evaluated once per object instead of once per rule, which is most of the work.
     shared: Vec<(String, Program)>,
+    /// The rules file's named match lists, for documentation.
+    named_matches: Vec<NamedMatch>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -113,7 +116,7 @@ impl Bundle {
 
     /// Rules from YAML text in the format of `policies/rules.yaml`, compiled.
     pub fn from_yaml(text: &str) -> Result<Bundle, Error> {
-        let rules = rules::parse(text)?;
+        let (rules, named_matches) = rules::parse(text)?;
         let env = evaluate::environment();
         let shared_names = shared_variables(&rules);
         let compiled = rules
@@ -134,12 +137,19 @@ impl Bundle {
             rules,
             compiled,
             shared,
+            named_matches,
         })
     }
 
     /// The rules, in file order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The match lists the rules file names in its `shared` section (`podControllers`, …), in
+    /// file order, so documentation can name a rule's match list instead of spelling it out.
+    pub fn named_matches(&self) -> &[NamedMatch] {
+        &self.named_matches
     }
 
     /// One rule by name.

@@ -5,6 +5,7 @@ mod checkov;
 mod ci;
 mod crds;
 mod dist;
+mod docs;
 mod e2e;
 mod generate;
 mod image;

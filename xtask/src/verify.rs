@@ -16,17 +16,23 @@ pub struct Verify {
     /// Load the spec from this directory instead of the built-in `infra/` one.
     #[arg(long, value_name = "DIR")]
     spec: Option<PathBuf>,
-    /// Check the tree under this directory instead of the workspace root.
+    /// Check the tree under this directory instead of the workspace root (the workspace's
+    /// generated docs are then not checked).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
 
 impl Verify {
     pub fn run(self) -> anyhow::Result<()> {
+        let in_workspace = self.root.is_none();
         let root = self.root.unwrap_or_else(crate::project_root);
         let spec = load_spec(self.spec.as_deref())?;
         let tree = infra::render(&spec)?;
-        let mut problems = generate(&root, &tree, Mode::Check)?.problems;
+        let mut generated = generate(&root, &tree, Mode::Check)?;
+        if in_workspace {
+            crate::docs::generate_docs(&root, Mode::Check, &mut generated)?;
+        }
+        let mut problems = generated.problems;
         let roots: Vec<&str> = tree.roots().collect();
         let kustomize = kustomize_all(&root, &roots);
         problems.extend(kustomize);
