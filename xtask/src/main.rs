@@ -11,6 +11,8 @@ mod generate;
 mod image;
 mod kustomize;
 mod policy;
+#[cfg(test)]
+mod testing;
 mod verify;
 
 use clap::{Parser, Subcommand};

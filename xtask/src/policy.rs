@@ -288,6 +288,7 @@ mod tests {
 
     #[test]
     fn a_compliant_kustomize_tree_passes_the_check() {
+        crate::testing::require_kubectl();
         let dir = compliant_tree();
         let report = check(&dir).report().expect("loads and checks");
         assert_eq!(report.violations, [], "{report}");
@@ -313,6 +314,7 @@ mod tests {
 
     #[test]
     fn each_classic_mistake_in_a_copy_of_the_generated_tree_fails_the_check_naming_its_rule() {
+        crate::testing::require_kubectl();
         type Mistake = (&'static str, &'static str, fn(&mut serde_json::Value));
         let app = "flux/apps/payment-provider/production";
         let tenant = "flux/tenants/production/payment-provider";
@@ -377,6 +379,7 @@ mod tests {
 
     #[test]
     fn the_projects_own_tree_passes_with_the_specs_exemptions_one_report_per_environment() {
+        crate::testing::require_kubectl();
         let check = Check {
             paths: vec![crate::project_root().join("flux")],
             format: Format::Text,
@@ -424,6 +427,7 @@ mod tests {
 
     #[test]
     fn an_exemptions_file_waives_the_named_rule_and_is_reported() {
+        crate::testing::require_kubectl();
         let dir = compliant_tree();
         edit(&dir, "12-deployment.yaml", |d| {
             d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = false.into();
