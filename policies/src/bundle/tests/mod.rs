@@ -79,6 +79,16 @@ fn judge(requests: Vec<SourcedObject>) -> Report {
     report
 }
 
+/// A copy of the first object of `kind` among `objects`: the live object a request changes.
+fn live(objects: &[SourcedObject], kind: &str) -> serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o.object["kind"] == kind)
+        .unwrap_or_else(|| panic!("the synthetic set has a {kind}"))
+        .object
+        .clone()
+}
+
 fn developer() -> UserInfo {
     UserInfo::user("alice@example.com", &["team-0"])
 }

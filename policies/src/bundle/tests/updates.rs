@@ -5,12 +5,7 @@ use super::*;
 #[test]
 fn a_developer_may_scale_and_restart_but_not_change_the_image() {
     let objects = synthetic_objects(1);
-    let live = objects
-        .iter()
-        .find(|o| o.object["kind"] == "Deployment")
-        .expect("a Deployment")
-        .object
-        .clone();
+    let live = live(&objects, "Deployment");
     let scaled = update(&live, developer(), |d| d["spec"]["replicas"] = 3.into());
     let restarted = update(&live, developer(), |d| {
         d["spec"]["template"]["metadata"]["annotations"] =
@@ -95,12 +90,7 @@ fn an_update_that_leaves_the_pod_spec_alone_is_not_judged_again() {
 #[test]
 fn only_the_platform_may_change_what_sets_a_tenants_limits() {
     let objects = synthetic_objects(1);
-    let namespace = objects
-        .iter()
-        .find(|o| o.object["kind"] == "Namespace")
-        .expect("a Namespace")
-        .object
-        .clone();
+    let namespace = live(&objects, "Namespace");
     let relabel = |user: UserInfo| {
         update(&namespace, user, |n| {
             n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged".into();
@@ -124,10 +114,7 @@ fn only_the_platform_may_change_what_sets_a_tenants_limits() {
         admission: Admission {
             operation: Operation::Delete,
             user: Some(testing::tenant("svc-0000")),
-            old_object: objects
-                .iter()
-                .find(|o| o.object["kind"] == "ResourceQuota")
-                .map(|o| o.object.clone()),
+            old_object: Some(live(&objects, "ResourceQuota")),
             ..Admission::default()
         },
     };
