@@ -192,9 +192,10 @@ mod tests {
         std::fs::write(&path, object.to_string()).expect("write");
     }
 
-    fn check(dir: &tempfile::TempDir) -> Check {
+    /// `policy check --environment production PATHS…` with every other flag at its default.
+    pub(super) fn check_paths(paths: Vec<PathBuf>) -> Check {
         Check {
-            paths: vec![dir.path().to_owned()],
+            paths,
             format: Format::Text,
             environment: Some("production".into()),
             exemptions: None,
@@ -202,6 +203,10 @@ mod tests {
             as_groups: Vec::new(),
             raw: false,
         }
+    }
+
+    fn check(dir: &tempfile::TempDir) -> Check {
+        check_paths(vec![dir.path().to_owned()])
     }
 
     #[test]
@@ -272,15 +277,7 @@ mod tests {
             // With the namespace's platform settings, which the cluster has from the
             // infrastructure layer.
             let settings = root.join("flux/infrastructure/production/settings/payment-provider");
-            let check = || Check {
-                paths: vec![dir.clone(), settings.clone()],
-                format: Format::Text,
-                environment: Some("production".into()),
-                exemptions: None,
-                as_user: None,
-                as_groups: Vec::new(),
-                raw: false,
-            };
+            let check = || check_paths(vec![dir.clone(), settings.clone()]);
             // Untouched, the service's directory passes: the mistake is what fails it.
             assert!(!check().report().expect("checks").has_errors());
             edit_documents(&dir.join(file), mistake);

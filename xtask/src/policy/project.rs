@@ -106,19 +106,13 @@ fn environment_of(file: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Format;
 
     #[test]
     fn the_projects_own_tree_passes_with_the_specs_exemptions_one_report_per_environment() {
         crate::testing::require_kubectl();
         let check = Check {
-            paths: vec![crate::project_root().join("flux")],
-            format: Format::Text,
             environment: None,
-            exemptions: None,
-            as_user: None,
-            as_groups: Vec::new(),
-            raw: false,
+            ..crate::policy::tests::check_paths(vec![crate::project_root().join("flux")])
         };
         let reports = check.reports().expect("the tree loads and checks");
         let environments: Vec<_> = reports.iter().map(|r| r.environment.clone()).collect();
