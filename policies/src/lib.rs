@@ -19,7 +19,7 @@ pub use exemption::{Exemption, load_exemptions};
 pub use load::{Kustomize, SourcedObject, load_manifests};
 pub use report::{Exempted, Report, Violation};
 pub use request::{Admission, Operation, UserInfo};
-pub use rules::{Equivalents, MatchGroup, NamedExpression, Rule, Severity, Validation};
+pub use rules::{Equivalents, MatchGroup, NamedExpression, NamedMatch, Rule, Severity, Validation};
 
 use std::path::PathBuf;
 

@@ -56,7 +56,7 @@ pub struct Rule {
     pub variables: Vec<NamedExpression>,
     /// Every validation must be true for the object to pass.
     pub validations: Vec<Validation>,
-    /// The same check in other tools, for the README table and for reading checkov's output.
+    /// The same check in other tools, for the rule table in `docs/policies.md`.
     #[serde(default)]
     pub equivalents: Equivalents,
 }
@@ -113,11 +113,15 @@ pub struct Equivalents {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
-    /// Anchors reused by the rules; nothing reads it directly.
-    #[serde(default, rename = "shared")]
-    _shared: serde_yaml_ng::Value,
+    /// Anchors reused by the rules; only its named match lists are read, to name them in docs.
+    #[serde(default)]
+    shared: serde_yaml_ng::Mapping,
     rules: Vec<Rule>,
 }
+
+/// A match list of the rules file's `shared` section under its name (`podControllers`), so
+/// documentation can say `podControllers` instead of listing eight kinds for each rule.
+pub type NamedMatch = (String, Vec<MatchGroup>);
 
 impl Rule {
     /// Whether the rule applies to objects of this API group and kind.
@@ -159,9 +163,18 @@ impl Rule {
     }
 }
 
-/// Parses a rules file and checks the invariants serde cannot: names, kinds, uniqueness.
-pub(crate) fn parse(text: &str) -> Result<Vec<Rule>, Error> {
+/// Parses a rules file and checks the invariants serde cannot: names, kinds, uniqueness; also
+/// returns the named match lists of its `shared` section, in file order.
+pub(crate) fn parse(text: &str) -> Result<(Vec<Rule>, Vec<NamedMatch>), Error> {
     let file: RulesFile = serde_yaml_ng::from_str(text).map_err(Error::RulesYaml)?;
+    let named = file
+        .shared
+        .iter()
+        .filter_map(|(name, value)| {
+            let groups = serde_yaml_ng::from_value::<Vec<MatchGroup>>(value.clone()).ok()?;
+            Some((name.as_str()?.to_owned(), groups))
+        })
+        .collect();
     let mut seen = std::collections::BTreeSet::new();
     for rule in &file.rules {
         let invalid = |reason: String| Error::InvalidRule {
@@ -219,7 +232,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Rule>, Error> {
             }
         }
     }
-    Ok(file.rules)
+    Ok((file.rules, named))
 }
 
 pub(crate) fn is_kebab_case(name: &str) -> bool {
@@ -288,7 +301,9 @@ rules:
 
     #[test]
     fn a_minimal_rule_parses() {
-        let rules = parse(&minimal("ok-rule", "apps", "Deployment")).expect("valid rule");
+        let rules = parse(&minimal("ok-rule", "apps", "Deployment"))
+            .expect("valid rule")
+            .0;
         assert_eq!(rules[0].name, "ok-rule");
         assert!(rules[0].matches_kind("apps", "Deployment"));
         assert!(!rules[0].matches_kind("", "Deployment"));
@@ -310,12 +325,24 @@ rules:
 
     #[test]
     fn environment_limited_rules_apply_only_in_their_environments() {
-        let mut rule = parse(&minimal("r", "apps", "Deployment")).expect("valid")[0].clone();
+        let mut rule = parse(&minimal("r", "apps", "Deployment")).expect("valid").0[0].clone();
         assert!(rule.applies_in(None));
         rule.environments = vec!["production".into()];
         assert!(rule.applies_in(Some("production")));
         assert!(!rule.applies_in(Some("staging")));
         assert!(!rule.applies_in(None));
+    }
+
+    #[test]
+    fn the_shared_sections_match_lists_are_named_and_its_other_anchors_left_out() {
+        let text = format!(
+            "shared:\n  pods: &pods [{{apiGroup: \"\", kinds: [Pod]}}]\n  podSpec: {{name: podSpec, expression: object.spec}}\n{}",
+            minimal("r", "", "Pod")
+        );
+        let (_, named) = parse(&text).expect("valid");
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert_eq!(named[0].0, "pods");
+        assert_eq!(named[0].1[0].kinds, ["Pod"]);
     }
 
     #[test]

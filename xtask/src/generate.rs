@@ -1,4 +1,5 @@
-//! `cargo xtask gen`: renders the platform spec into `flux/` and `.github/CODEOWNERS`.
+//! `cargo xtask gen`: renders the platform spec into `flux/` and `.github/CODEOWNERS`, and the
+//! rule table of `docs/policies.md` from the rules ([`crate::docs`]).
 //!
 //! One write path: `gen` and `verify` both call [`generate`], which goes through
 //! [`ensure_file_contents`]; in check mode nothing is written and every stale, missing or stray
@@ -20,7 +21,8 @@ pub struct Gen {
     #[arg(long, value_name = "DIR")]
     spec: Option<PathBuf>,
     /// Write `flux/` and `.github/CODEOWNERS` under this directory instead of the workspace root
-    /// (e.g. a scratch git repository for an end-to-end run).
+    /// (e.g. a scratch git repository for an end-to-end run); the workspace's docs are then left
+    /// alone.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
@@ -29,8 +31,12 @@ impl Gen {
     pub fn run(self) -> anyhow::Result<()> {
         let spec = load_spec(self.spec.as_deref())?;
         let tree = infra::render(&spec)?;
+        let in_workspace = self.root.is_none();
         let root = self.root.unwrap_or_else(crate::project_root);
-        let outcome = generate(&root, &tree, Mode::Write)?;
+        let mut outcome = generate(&root, &tree, Mode::Write)?;
+        if in_workspace {
+            crate::docs::generate_docs(&root, Mode::Write, &mut outcome)?;
+        }
         let kinds = tree
             .kind_counts()
             .iter()

@@ -38,6 +38,7 @@ mod tests {
 
     #[test]
     fn a_directory_that_does_not_build_is_named_with_kubectls_reason() {
+        crate::testing::require_kubectl();
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join("kustomization.yaml"),

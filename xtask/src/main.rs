@@ -5,11 +5,14 @@ mod checkov;
 mod ci;
 mod crds;
 mod dist;
+mod docs;
 mod e2e;
 mod generate;
 mod image;
 mod kustomize;
 mod policy;
+#[cfg(test)]
+mod testing;
 mod verify;
 
 use clap::{Parser, Subcommand};

@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use xshell::{Shell, cmd};
-
 use infra::{Spec, Tree};
 use policies::{Admission, Bundle, CheckContext, Report, Severity, SourcedObject};
 
@@ -16,17 +14,23 @@ pub struct Verify {
     /// Load the spec from this directory instead of the built-in `infra/` one.
     #[arg(long, value_name = "DIR")]
     spec: Option<PathBuf>,
-    /// Check the tree under this directory instead of the workspace root.
+    /// Check the tree under this directory instead of the workspace root (the workspace's
+    /// generated docs are then not checked).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
 
 impl Verify {
     pub fn run(self) -> anyhow::Result<()> {
+        let in_workspace = self.root.is_none();
         let root = self.root.unwrap_or_else(crate::project_root);
         let spec = load_spec(self.spec.as_deref())?;
         let tree = infra::render(&spec)?;
-        let mut problems = generate(&root, &tree, Mode::Check)?.problems;
+        let mut generated = generate(&root, &tree, Mode::Check)?;
+        if in_workspace {
+            crate::docs::generate_docs(&root, Mode::Check, &mut generated)?;
+        }
+        let mut problems = generated.problems;
         let roots: Vec<&str> = tree.roots().collect();
         let kustomize = kustomize_all(&root, &roots);
         problems.extend(kustomize);
@@ -141,25 +145,9 @@ fn kustomize_all(root: &Path, dirs: &[&str]) -> Vec<String> {
 
 /// `None` when `kubectl kustomize DIR` builds, else the problem with kubectl's own message.
 fn kustomize(root: &Path, dir: &str) -> Option<String> {
-    let sh = match Shell::new() {
-        Ok(sh) => sh,
-        Err(err) => return Some(format!("{dir}: cannot start a shell for kubectl: {err}")),
-    };
-    sh.change_dir(root);
-    match cmd!(sh, "kubectl kustomize {dir}")
-        .quiet()
-        .ignore_status()
-        .output()
-    {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "{dir}: `kubectl kustomize {dir}` fails: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(err) => Some(format!(
-            "{dir}: cannot run `kubectl kustomize` (is kubectl on PATH?): {err}"
-        )),
-    }
+    crate::kustomize::build(&root.join(dir))
+        .err()
+        .map(|problem| format!("{dir}: {problem}"))
 }
 
 #[cfg(test)]
@@ -168,18 +156,21 @@ mod tests {
 
     #[test]
     fn a_directory_without_a_kustomization_fails_to_build_and_names_the_directory() {
+        crate::testing::require_kubectl();
         let scratch = tempfile::tempdir().expect("a scratch dir");
         let dir = scratch.path().to_owned();
         std::fs::create_dir_all(dir.join("empty")).expect("temp dir is writable");
         let problem = kustomize(&dir, "empty").expect("no kustomization.yaml: the build fails");
         assert!(
-            problem.starts_with("empty: `kubectl kustomize empty` fails: "),
+            problem.starts_with("empty: `kubectl kustomize ")
+                && problem.contains("/empty` fails: "),
             "{problem}"
         );
     }
 
     #[test]
     fn every_committed_flux_directory_builds_with_kubectl_kustomize() {
+        crate::testing::require_kubectl();
         let roots: Vec<&str> = infra::testing::tree().roots().collect();
         assert_eq!(
             kustomize_all(&crate::project_root(), &roots),

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use xshell::Shell;
 
+pub use pin::spec_pin_problems;
 pub use sources::{Created, Sources};
 
 /// The workspace package and binary the image ships.
@@ -149,7 +150,7 @@ impl Image {
                 )?
             );
             println!("{}", round_trip(&sh, &root, &built)?);
-            if let Some(problem) = pin_problem(&root, &built)? {
+            if let Some(problem) = pin::pin_problem(&root, &built)? {
                 problems.push(problem);
             } else {
                 println!("pin: {} pins this image", pin::SERVICE_FILE);
@@ -237,74 +238,6 @@ fn user() -> String {
     format!("{0}:{0}", distroless::NONROOT)
 }
 
-/// `None` when the spec's production digest is this image's, else the problem and its fix.
-pub fn pin_problem(root: &Path, built: &Built) -> anyhow::Result<Option<String>> {
-    let pinned = pin::pinned(root)?;
-    Ok(mismatch(
-        built,
-        &format!("{}: [environments.production] digest", pin::SERVICE_FILE),
-        pinned.as_deref(),
-    ))
-}
-
-/// `None` when `pinned` is the built image's digest, else what is wrong with `what` and the fix.
-fn mismatch(built: &Built, what: &str, pinned: Option<&str>) -> Option<String> {
-    let digest = &built.written.manifest_digest;
-    if pinned == Some(digest.as_str()) {
-        return None;
-    }
-    let pinned = pinned.unwrap_or("no digest");
-    Some(if built.sources.is_dirty() {
-        format!(
-            "{what} is {pinned}, but the image built from this working tree is {digest} and its inputs have uncommitted changes ({}): commit them, then run `cargo xtask image --pin`",
-            built.sources.dirty.join(", ")
-        )
-    } else {
-        format!(
-            "{what} is {pinned}, not the digest of the image built from this commit ({digest}): run `cargo xtask image --pin`"
-        )
-    })
-}
-
-/// The `verify` step for images this repository builds: every digest the spec marks
-/// `digest_source = "build"` must be the digest of the image built from this checkout. A spec
-/// without such a digest (a synthetic one, say) builds nothing; with one, the cost is cargo's
-/// no-op release build and the assembly when nothing changed.
-pub fn spec_pin_problems(root: &Path, spec: &infra::Spec) -> anyhow::Result<Vec<String>> {
-    let pins: Vec<(&str, &str, &str)> = spec
-        .services
-        .iter()
-        .flat_map(|s| {
-            s.built_digests()
-                .map(move |(env, digest)| (s.name.as_str(), env, digest))
-        })
-        .collect();
-    if pins.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut problems = Vec::new();
-    let mut built = None;
-    for (service, env, digest) in pins {
-        let what = format!("{service}: environments.{env}.digest");
-        let image = spec
-            .service(service)
-            .map(|s| s.image.as_str())
-            .unwrap_or_default();
-        if image != BINARY {
-            problems.push(format!(
-                "{what} says digest_source = \"build\", but `cargo xtask image` builds only the {BINARY} image, not `{image}`: mark it digest_source = \"external\" with a digest_reason"
-            ));
-            continue;
-        }
-        if built.is_none() {
-            built = Some(build(root, Created::Epoch)?);
-        }
-        let built = built.as_ref().expect("built just above");
-        problems.extend(mismatch(built, &what, Some(digest)));
-    }
-    Ok(problems)
-}
-
 /// Starts the CNCF registry on 127.0.0.1 (built and cached like the e2e's components), pushes,
 /// pulls back, and stops it by pid.
 fn round_trip(sh: &Shell, root: &Path, built: &Built) -> anyhow::Result<String> {
@@ -379,7 +312,7 @@ fn print_summary(root: &Path, built: &Built, sbom: &Path, crates: usize) {
         built.cargo_time.as_secs_f64(),
         built.assemble_time.as_secs_f64()
     );
-    match pin_problem(root, built) {
+    match pin::pin_problem(root, built) {
         Ok(None) => println!("pin:      {} pins this image", pin::SERVICE_FILE),
         Ok(Some(problem)) => println!("pin:      stale: {problem}"),
         Err(err) => println!("pin:      cannot read it: {err:#}"),
@@ -423,51 +356,6 @@ mod tests {
         };
         assert_eq!(image_revision(&clean), "sha256:ab");
         assert_eq!(image_revision(&dirty), "sha256:ab-dirty");
-    }
-
-    /// The shipped spec with every digest marked as `source`.
-    fn spec_with(source: infra::spec::DigestSource) -> infra::Spec {
-        let mut spec = infra::Spec::embedded().expect("the shipped spec is valid");
-        for service in &mut spec.services {
-            for over in service.environments.values_mut() {
-                if over.digest.is_some() {
-                    over.digest_source = Some(source);
-                }
-            }
-        }
-        spec
-    }
-
-    #[test]
-    fn a_spec_without_built_digests_builds_nothing() {
-        // A root that is no checkout: any build would fail.
-        let spec = spec_with(infra::spec::DigestSource::External);
-        let problems =
-            spec_pin_problems(Path::new("/nonexistent"), &spec).expect("nothing to build");
-        assert_eq!(problems, Vec::<String>::new());
-    }
-
-    #[test]
-    fn a_built_digest_of_an_image_this_repository_does_not_build_is_refused() {
-        let mut spec = spec_with(infra::spec::DigestSource::External);
-        let antaeus = spec
-            .services
-            .iter_mut()
-            .find(|s| s.name == "antaeus")
-            .expect("declared");
-        antaeus
-            .environments
-            .get_mut("production")
-            .expect("pinned")
-            .digest_source = Some(infra::spec::DigestSource::Build);
-        let problems =
-            spec_pin_problems(Path::new("/nonexistent"), &spec).expect("nothing to build");
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(
-            problems[0].starts_with("antaeus: environments.production.digest says digest_source = \"build\", but `cargo xtask image` builds only the payment-provider image"),
-            "{}",
-            problems[0]
-        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `cargo xtask policy`: run the policy bundle over manifests, or get checkov's second opinion.
 
+mod project;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -102,82 +104,27 @@ impl Check {
     pub(crate) fn reports(&self) -> anyhow::Result<Vec<Report>> {
         let bundle = Bundle::builtin().context("the built-in policy bundle does not compile")?;
         let objects = load(&self.paths)?;
-        let mut exemptions: Vec<Exemption> = match &self.exemptions {
+        let exemptions: Vec<Exemption> = match &self.exemptions {
             Some(path) => policies::load_exemptions(path)?,
             None => Vec::new(),
         };
-        let context = |environment: Option<String>| CheckContext {
-            environment,
-            user: Some(self.user()),
-        };
         let flux = crate::project_root().join("flux");
-        let in_project = !self.raw && self.paths.iter().all(|p| is_inside(p, &flux));
+        let in_project = !self.raw && self.paths.iter().all(|p| project::is_inside(p, &flux));
         if !in_project {
             return Ok(vec![bundle.check(
-                &context(self.environment.clone()),
+                &self.context(self.environment.clone()),
                 &objects,
                 &exemptions,
             )?]);
         }
-        // Inside the project's own tree: what verify knows, from the platform spec.
-        let spec = crate::generate::load_spec(None)?;
-        let tree = infra::render(&spec)?;
-        exemptions.extend(spec.exemptions());
-        let root = crate::project_root();
-        let mut by_environment: std::collections::BTreeMap<String, Vec<SourcedObject>> =
-            std::collections::BTreeMap::new();
-        for mut object in objects {
-            let relative = object
-                .file
-                .strip_prefix(&root)
-                .unwrap_or(&object.file)
-                .to_owned();
-            let file = relative.to_string_lossy().into_owned();
-            let environment = match (&self.environment, environment_of(&file)) {
-                (Some(chosen), _) => chosen.clone(),
-                (None, Some(env)) => env,
-                (None, None) => bail!(
-                    "{file}: cannot tell which environment it is for; name it with --environment (or --raw)"
-                ),
-            };
-            if object.admission.user.is_none() && self.as_user.is_none() {
-                object.admission.user = Some(infra::render::applier(&file));
-            }
-            by_environment.entry(environment).or_default().push(object);
+        project::reports(self, bundle, objects, exemptions)
+    }
+
+    fn context(&self, environment: Option<String>) -> CheckContext {
+        CheckContext {
+            environment,
+            user: Some(self.user()),
         }
-        let mut reports = Vec::new();
-        for (environment, mut objects) in by_environment {
-            eprintln!(
-                "policy check: {} objects of this project's flux/ for environment {environment}: the platform spec's exemptions and namespace settings apply, each object is judged as the identity that applies it (--raw checks the files as they are)",
-                objects.len()
-            );
-            // The namespaces' settings, as the cluster has them, unless the files hold them.
-            let present: Vec<(String, String)> =
-                objects.iter().map(|o| identity(&o.object)).collect();
-            let settings: Vec<SourcedObject> = tree
-                .entries()
-                .filter(|e| e.cluster == environment)
-                .filter(|e| {
-                    let v = e.object.value();
-                    v["kind"] == "ConfigMap"
-                        && v["metadata"]["name"] == policies::PARAMS_CONFIG_MAP
-                        && !present.contains(&identity(v))
-                })
-                .map(|e| SourcedObject {
-                    file: e.file.into(),
-                    object: e.object.value().clone(),
-                    admission: policies::Admission::create_as(infra::render::applier(e.file)),
-                })
-                .collect();
-            let context_objects = settings.len();
-            objects.extend(settings);
-            let mut report = bundle.check(&context(Some(environment)), &objects, &exemptions)?;
-            report.objects_checked -= context_objects;
-            // Exemptions for objects of other files are not unused, only not checked here.
-            report.unused_exemptions.clear();
-            reports.push(report);
-        }
-        Ok(reports)
     }
     /// Who the requests come from: `--as`/`--as-group`, else the platform's reconciler.
     fn user(&self) -> UserInfo {
@@ -197,35 +144,6 @@ impl Check {
             None => UserInfo::service_account("flux-system", "kustomize-controller"),
         }
     }
-}
-
-/// `(namespace, name)` of an object.
-fn identity(object: &serde_json::Value) -> (String, String) {
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-    (
-        text(&object["metadata"]["namespace"]),
-        text(&object["metadata"]["name"]),
-    )
-}
-
-/// Whether `path` is `dir` or lies inside it (both resolved).
-fn is_inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
-    match (path.canonicalize(), dir.canonicalize()) {
-        (Ok(path), Ok(dir)) => path.starts_with(dir),
-        _ => false,
-    }
-}
-
-/// The environment a file of the tree is for, from its path: `flux/clusters/<env>/…`,
-/// `flux/infrastructure/<env>/…`, `flux/tenants/<env>/…`, `flux/apps/<service>/<env>/…`.
-fn environment_of(file: &str) -> Option<String> {
-    let parts: Vec<&str> = file.strip_prefix("flux/")?.split('/').collect();
-    let env = match *parts.first()? {
-        "apps" => parts.get(2)?,
-        "clusters" | "infrastructure" | "tenants" => parts.get(1)?,
-        _ => return None,
-    };
-    (!env.ends_with(".yaml")).then(|| (*env).to_owned())
 }
 
 /// Every object under `paths`, kustomize directories built with `kubectl kustomize`.
@@ -274,9 +192,10 @@ mod tests {
         std::fs::write(&path, object.to_string()).expect("write");
     }
 
-    fn check(dir: &tempfile::TempDir) -> Check {
+    /// `policy check --environment production PATHS…` with every other flag at its default.
+    pub(super) fn check_paths(paths: Vec<PathBuf>) -> Check {
         Check {
-            paths: vec![dir.path().to_owned()],
+            paths,
             format: Format::Text,
             environment: Some("production".into()),
             exemptions: None,
@@ -286,8 +205,13 @@ mod tests {
         }
     }
 
+    fn check(dir: &tempfile::TempDir) -> Check {
+        check_paths(vec![dir.path().to_owned()])
+    }
+
     #[test]
     fn a_compliant_kustomize_tree_passes_the_check() {
+        crate::testing::require_kubectl();
         let dir = compliant_tree();
         let report = check(&dir).report().expect("loads and checks");
         assert_eq!(report.violations, [], "{report}");
@@ -313,6 +237,7 @@ mod tests {
 
     #[test]
     fn each_classic_mistake_in_a_copy_of_the_generated_tree_fails_the_check_naming_its_rule() {
+        crate::testing::require_kubectl();
         type Mistake = (&'static str, &'static str, fn(&mut serde_json::Value));
         let app = "flux/apps/payment-provider/production";
         let tenant = "flux/tenants/production/payment-provider";
@@ -352,15 +277,7 @@ mod tests {
             // With the namespace's platform settings, which the cluster has from the
             // infrastructure layer.
             let settings = root.join("flux/infrastructure/production/settings/payment-provider");
-            let check = || Check {
-                paths: vec![dir.clone(), settings.clone()],
-                format: Format::Text,
-                environment: Some("production".into()),
-                exemptions: None,
-                as_user: None,
-                as_groups: Vec::new(),
-                raw: false,
-            };
+            let check = || check_paths(vec![dir.clone(), settings.clone()]);
             // Untouched, the service's directory passes: the mistake is what fails it.
             assert!(!check().report().expect("checks").has_errors());
             edit_documents(&dir.join(file), mistake);
@@ -376,54 +293,8 @@ mod tests {
     }
 
     #[test]
-    fn the_projects_own_tree_passes_with_the_specs_exemptions_one_report_per_environment() {
-        let check = Check {
-            paths: vec![crate::project_root().join("flux")],
-            format: Format::Text,
-            environment: None,
-            exemptions: None,
-            as_user: None,
-            as_groups: Vec::new(),
-            raw: false,
-        };
-        let reports = check.reports().expect("the tree loads and checks");
-        let environments: Vec<_> = reports.iter().map(|r| r.environment.clone()).collect();
-        assert_eq!(
-            environments,
-            [Some("production".to_owned()), Some("staging".to_owned())]
-        );
-        for report in &reports {
-            assert!(!report.has_errors(), "{report}");
-            assert!(
-                report.exempted.iter().any(|e| e.rule == "run-as-non-root"),
-                "{report}"
-            );
-        }
-        // Raw, the same files trip Antaeus' documented exemptions: the flag is the old check.
-        let raw = Check {
-            raw: true,
-            environment: Some("production".into()),
-            ..check
-        };
-        assert!(raw.reports().expect("checks")[0].has_errors());
-    }
-
-    #[test]
-    fn the_environment_of_a_tree_file_comes_from_its_path() {
-        assert_eq!(
-            environment_of("flux/apps/antaeus/staging/kustomization.yaml").as_deref(),
-            Some("staging")
-        );
-        assert_eq!(
-            environment_of("flux/tenants/production/antaeus/limits.yaml").as_deref(),
-            Some("production")
-        );
-        assert_eq!(environment_of("flux/README.yaml"), None);
-        assert_eq!(environment_of("elsewhere/x.yaml"), None);
-    }
-
-    #[test]
     fn an_exemptions_file_waives_the_named_rule_and_is_reported() {
+        crate::testing::require_kubectl();
         let dir = compliant_tree();
         edit(&dir, "12-deployment.yaml", |d| {
             d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = false.into();

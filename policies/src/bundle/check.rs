@@ -1,0 +1,220 @@
+//! The offline enforcer: [`Bundle::check`] judges each object's request the way the API server
+//! would, with the platform settings of its namespace and the exemptions given.
+
+use cel::Value;
+
+use super::{Bundle, CheckContext, Meta, PARAMS_CONFIG_MAP, UNCHECKED_NAMESPACES};
+use crate::evaluate::{self, Failures};
+use crate::report::{Exempted, Report, Violation};
+use crate::request::RequestParts;
+use crate::{Error, Exemption, Rule, SourcedObject, UserInfo, kinds};
+
+impl Bundle {
+    /// Runs every applicable rule over every object, the way the API server would admit each
+    /// one's request (a `CREATE` by the context's user unless the object says otherwise).
+    ///
+    /// Exempted (rule, object) pairs are not evaluated but listed in the report with their
+    /// reason. Rules with `params: true` read the [`PARAMS_CONFIG_MAP`] ConfigMap of the
+    /// object's namespace among `objects`; without one they are a violation, as the cluster's
+    /// `parameterNotFoundAction: Deny` makes them. Fails only on invalid exemptions; broken
+    /// objects and expressions that fail to evaluate are violations (the cluster's
+    /// `failurePolicy: Fail` rejects them too).
+    pub fn check(
+        &self,
+        context: &CheckContext,
+        objects: &[SourcedObject],
+        exemptions: &[Exemption],
+    ) -> Result<Report, Error> {
+        let exemptions = self.compile_exemptions(exemptions)?;
+        let mut used = vec![false; exemptions.len()];
+        let environment = context.environment.as_deref();
+        let default_user = context.user.clone().unwrap_or_else(UserInfo::checker);
+        let active: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| self.rules[i].applies_in(environment))
+            .collect();
+        let params = namespace_params(objects);
+        let mut report = Report {
+            environment: context.environment.clone(),
+            objects_checked: 0,
+            objects_skipped: 0,
+            rules: active.len(),
+            violations: Vec::new(),
+            exempted: Vec::new(),
+            unused_exemptions: Vec::new(),
+        };
+
+        for sourced in objects {
+            let admission = &sourced.admission;
+            let parts = request_parts(sourced, &default_user);
+            let meta = Meta::of(sourced.subject());
+            if UNCHECKED_NAMESPACES.contains(&meta.namespace) {
+                report.objects_skipped += 1;
+                continue;
+            }
+            report.objects_checked += 1;
+            let matching: Vec<usize> = active
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.rules[i].matches_request(
+                        parts.resource_group,
+                        parts.resource,
+                        parts.sub_resource,
+                        parts.operation,
+                    )
+                })
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            let request = parts.to_json();
+            let namespace_params = params.get(meta.namespace).copied();
+            let mut root = evaluate::object_context(
+                &self.env,
+                evaluate::to_cel(&sourced.object),
+                admission
+                    .old_object
+                    .as_ref()
+                    .map_or(Value::Null, evaluate::to_cel),
+                evaluate::to_cel(&request),
+                namespace_params.map_or(Value::Null, evaluate::to_cel),
+            );
+            let mut needed = vec![false; self.shared.len()];
+            for &index in &matching {
+                for &shared in &self.compiled[index].shared {
+                    needed[shared] = true;
+                }
+            }
+            let mut shared_failures = Failures::new();
+            evaluate::bind_variables_where(&mut root, &self.shared, &needed, &mut shared_failures);
+            let file = sourced.file.display().to_string();
+            let violation = |rule: &Rule, message: String| Violation {
+                rule: rule.name.clone(),
+                severity: rule.severity,
+                kind: meta.kind.to_owned(),
+                namespace: meta.namespace.to_owned(),
+                name: meta.name.to_owned(),
+                file: file.clone(),
+                message,
+            };
+
+            'rules: for index in matching {
+                let (rule, compiled) = (&self.rules[index], &self.compiled[index]);
+                for (i, condition) in compiled.match_conditions.iter().enumerate() {
+                    match evaluate::eval_bool(condition, &root) {
+                        Ok(true) => {}
+                        Ok(false) => continue 'rules,
+                        Err(e) => {
+                            let name = &rule.match_conditions[i].name;
+                            report.violations.push(violation(
+                                rule,
+                                format!("match condition {name} failed to evaluate: {e}"),
+                            ));
+                            continue 'rules;
+                        }
+                    }
+                }
+                for (e, (rule_index, exemption, condition)) in exemptions.iter().enumerate() {
+                    // A condition that errors is not an exemption: the rule then runs and
+                    // reports whatever is wrong with the object.
+                    if *rule_index == index && evaluate::eval_bool(condition, &root) == Ok(false) {
+                        used[e] = true;
+                        report.exempted.push(Exempted {
+                            rule: rule.name.clone(),
+                            kind: meta.kind.to_owned(),
+                            namespace: meta.namespace.to_owned(),
+                            name: meta.name.to_owned(),
+                            file: file.clone(),
+                            reason: exemption.reason.clone(),
+                        });
+                        continue 'rules;
+                    }
+                }
+                if rule.params && namespace_params.is_none() {
+                    report.violations.push(violation(
+                        rule,
+                        format!(
+                            "namespace `{}` has no ConfigMap {PARAMS_CONFIG_MAP} with the platform's settings, so the cluster denies it (parameterNotFoundAction: Deny); the platform writes one per service namespace",
+                            meta.namespace
+                        ),
+                    ));
+                    continue;
+                }
+                let mut failures = shared_failures.clone();
+                let scope = evaluate::with_variables(&root, &compiled.variables, &mut failures);
+                for (i, (check, message_expression)) in compiled.validations.iter().enumerate() {
+                    let validation = &rule.validations[i];
+                    let message = match evaluate::eval_bool(check, &scope) {
+                        Ok(true) => continue,
+                        Ok(false) => message_expression
+                            .as_ref()
+                            .and_then(|m| match m.execute(&scope) {
+                                Ok(Value::String(s)) => Some(s.to_string()),
+                                _ => None,
+                            })
+                            .unwrap_or_else(|| validation.message.clone()),
+                        Err(e) => format!(
+                            "expression failed to evaluate ({}): {}",
+                            evaluate::explain_failure(&validation.expression, &e, &failures),
+                            validation.message
+                        ),
+                    };
+                    report.violations.push(violation(rule, message));
+                }
+            }
+        }
+
+        report.unused_exemptions = exemptions
+            .iter()
+            .zip(&used)
+            .filter(|(_, used)| !**used)
+            .map(|((_, exemption, _), _)| (*exemption).clone())
+            .collect();
+        Ok(report)
+    }
+}
+
+/// The request the API server would build for `sourced`, sent by its own user or `default_user`.
+pub(crate) fn request_parts<'a>(
+    sourced: &'a SourcedObject,
+    default_user: &'a UserInfo,
+) -> RequestParts<'a> {
+    let admission = &sourced.admission;
+    let meta = Meta::of(sourced.subject());
+    let (resource_group, resource) = match &admission.resource {
+        Some((group, resource)) => (group.as_str(), resource.as_str()),
+        None => (
+            meta.group,
+            kinds::lookup(meta.group, meta.kind).map_or("", |k| k.resource),
+        ),
+    };
+    RequestParts {
+        group: meta.group,
+        version: meta.version,
+        kind: meta.kind,
+        resource_group,
+        resource,
+        sub_resource: admission.sub_resource.as_deref().unwrap_or(""),
+        namespace: meta.namespace,
+        name: meta.name,
+        operation: admission.operation,
+        user: admission.user.as_ref().unwrap_or(default_user),
+    }
+}
+
+/// The platform's settings of each namespace: the [`PARAMS_CONFIG_MAP`] ConfigMap among the
+/// objects (the last one wins, as the last apply would).
+pub(crate) fn namespace_params(
+    objects: &[SourcedObject],
+) -> std::collections::HashMap<&str, &serde_json::Value> {
+    objects
+        .iter()
+        .map(|o| &o.object)
+        .filter(|o| {
+            o["apiVersion"] == "v1"
+                && o["kind"] == "ConfigMap"
+                && o["metadata"]["name"] == PARAMS_CONFIG_MAP
+        })
+        .filter_map(|o| Some((o["metadata"]["namespace"].as_str()?, o)))
+        .collect()
+}
