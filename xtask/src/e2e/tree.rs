@@ -215,6 +215,7 @@ mod tests {
 
     #[test]
     fn discovery_follows_kustomization_paths_and_applies_target_namespaces() {
+        crate::testing::require_kubectl();
         let sh = Shell::new().unwrap();
         let root = std::env::temp_dir().join(format!("e2e-tree-test-{}", std::process::id()));
         write(
