@@ -107,6 +107,7 @@ impl Tree {
         path: &str,
         objects: Vec<Object>,
     ) -> Result<(), Error> {
+        refuse_kustomization(path)?;
         self.insert(
             path,
             Contents::Objects {
@@ -118,6 +119,7 @@ impl Tree {
 
     /// Adds a verbatim text file (it must carry its own header comment).
     pub fn add_text(&mut self, path: &str, text: String) -> Result<(), Error> {
+        refuse_kustomization(path)?;
         self.insert(path, Contents::Text(text))
     }
 
@@ -134,27 +136,11 @@ impl Tree {
                 "`{dir}` is a directory Flux points at: its kustomization.yaml is derived, not a component"
             )));
         }
-        let path = format!("{dir}/kustomization.yaml");
-        let yaml = serde_yaml_ng::to_string(component).map_err(|source| Error::Serialize {
-            what: path.clone(),
-            source: Box::new(source),
-        })?;
-        if self
-            .files
-            .insert(path.clone(), Contents::Text(format!("{HEADER}\n{yaml}")))
-            .is_some()
-        {
-            return Err(Error::Tree(format!("`{path}` is generated twice")));
-        }
-        Ok(())
+        let text = kustomize_file(dir, component)?;
+        self.insert(&format!("{dir}/kustomization.yaml"), Contents::Text(text))
     }
 
     fn insert(&mut self, path: &str, contents: Contents) -> Result<(), Error> {
-        if path.ends_with("/kustomization.yaml") || path == "kustomization.yaml" {
-            return Err(Error::Tree(format!(
-                "`{path}`: kustomization.yaml files are derived from the directory, not added"
-            )));
-        }
         if self.files.insert(path.to_owned(), contents).is_some() {
             return Err(Error::Tree(format!("`{path}` is generated twice")));
         }
@@ -225,15 +211,8 @@ impl Tree {
             out.insert(path.clone(), text);
         }
         for (root, resources) in self.resources() {
-            let config = KustomizeConfig::new(resources);
-            let yaml = serde_yaml_ng::to_string(&config).map_err(|source| Error::Serialize {
-                what: format!("{root}/kustomization.yaml"),
-                source: Box::new(source),
-            })?;
-            out.insert(
-                format!("{root}/kustomization.yaml"),
-                format!("{HEADER}\n{yaml}"),
-            );
+            let text = kustomize_file(root, &KustomizeConfig::new(resources))?;
+            out.insert(format!("{root}/kustomization.yaml"), text);
         }
         Ok(out)
     }
@@ -264,6 +243,25 @@ impl Tree {
         }
         out
     }
+}
+
+/// Directories Flux points at get a derived kustomization.yaml; none is added by hand.
+fn refuse_kustomization(path: &str) -> Result<(), Error> {
+    if path.ends_with("/kustomization.yaml") || path == "kustomization.yaml" {
+        return Err(Error::Tree(format!(
+            "`{path}`: kustomization.yaml files are derived from the directory, not added"
+        )));
+    }
+    Ok(())
+}
+
+/// `dir/kustomization.yaml`'s bytes: the header, then `config` as YAML.
+fn kustomize_file<T: Serialize>(dir: &str, config: &T) -> Result<String, Error> {
+    let yaml = serde_yaml_ng::to_string(config).map_err(|source| Error::Serialize {
+        what: format!("{dir}/kustomization.yaml"),
+        source: Box::new(source),
+    })?;
+    Ok(format!("{HEADER}\n{yaml}"))
 }
 
 /// The closest root strictly above `path`, and `path` relative to it.
@@ -364,6 +362,26 @@ mod tests {
             .expect_err("derived");
         assert!(
             err.to_string().contains("derived from the directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_component_is_written_where_no_root_is_and_refused_where_one_is() {
+        let mut tree = Tree::new();
+        tree.add_root("flux/c");
+        let component = crate::flux::KustomizeComponent::new(vec![]);
+        tree.add_component("flux/c/lockdown", &component)
+            .expect("not a root");
+        let files = tree.render().expect("renders");
+        assert!(files["flux/c/lockdown/kustomization.yaml"].contains("kind: Component"));
+        // Not a resource of the root above it: only the install that lists it applies it.
+        assert!(!files["flux/c/kustomization.yaml"].contains("lockdown"));
+        let err = tree
+            .add_component("flux/c", &component)
+            .expect_err("a root");
+        assert!(
+            err.to_string().contains("directory Flux points at"),
             "{err}"
         );
     }

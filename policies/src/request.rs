@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::Meta;
+
 /// What the request does to the object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -92,25 +94,28 @@ impl Admission {
 /// `request.*` as the API server builds it for `object` (the object's own kind and name, or the
 /// old object's for a `DELETE`).
 pub(crate) struct RequestParts<'a> {
-    pub group: &'a str,
-    pub version: &'a str,
-    pub kind: &'a str,
+    /// The object's group, version, kind, namespace and name.
+    pub object: Meta<'a>,
     pub resource_group: &'a str,
     pub resource: &'a str,
     pub sub_resource: &'a str,
-    pub namespace: &'a str,
-    pub name: &'a str,
     pub operation: Operation,
     pub user: &'a UserInfo,
 }
 
 impl RequestParts<'_> {
     pub(crate) fn to_json(&self) -> serde_json::Value {
+        let Meta {
+            group,
+            version,
+            kind,
+            namespace,
+            name,
+        } = self.object;
         let resource = serde_json::json!({
-            "group": self.resource_group, "version": self.version, "resource": self.resource,
+            "group": self.resource_group, "version": version, "resource": self.resource,
         });
-        let kind =
-            serde_json::json!({"group": self.group, "version": self.version, "kind": self.kind});
+        let kind = serde_json::json!({"group": group, "version": version, "kind": kind});
         serde_json::json!({
             "uid": "offline",
             "kind": kind,
@@ -119,8 +124,8 @@ impl RequestParts<'_> {
             "requestKind": kind,
             "requestResource": resource,
             "requestSubResource": self.sub_resource,
-            "name": self.name,
-            "namespace": self.namespace,
+            "name": name,
+            "namespace": namespace,
             "operation": self.operation.as_str(),
             "userInfo": {"username": self.user.username, "groups": self.user.groups},
             "dryRun": true,

@@ -24,6 +24,7 @@ mod node;
 mod node_images;
 mod pki;
 mod probe_pods;
+mod probe_room;
 pub(crate) mod procs;
 mod rbac;
 mod realnode;

@@ -189,14 +189,10 @@ pub(crate) fn request_parts<'a>(
         ),
     };
     RequestParts {
-        group: meta.group,
-        version: meta.version,
-        kind: meta.kind,
+        object: meta,
         resource_group,
         resource,
         sub_resource: admission.sub_resource.as_deref().unwrap_or(""),
-        namespace: meta.namespace,
-        name: meta.name,
         operation: admission.operation,
         user: admission.user.as_ref().unwrap_or(default_user),
     }

@@ -53,7 +53,7 @@ struct Attack {
     stdin: Option<String>,
 }
 
-/// What a refusal said: the policy that denied it, or RBAC.
+/// What a refusal said: the policy that denied it, Pod Security admission, or RBAC.
 fn refusal(stderr: &str) -> Option<String> {
     if let Some(rest) = stderr.split("ValidatingAdmissionPolicy '").nth(1) {
         let policy = rest.split('\'').next().unwrap_or("?");
@@ -65,6 +65,14 @@ fn refusal(stderr: &str) -> Option<String> {
             .next()
             .unwrap_or("");
         return Some(format!("denied by {policy}: {}", cut(message, 160)));
+    }
+    // Pod Security admission answers 403 too: name it, not RBAC.
+    if let Some(rest) = stderr.split("violates PodSecurity ").nth(1) {
+        let why = rest.lines().next().unwrap_or(rest);
+        return Some(format!(
+            "denied by Pod Security admission: {}",
+            cut(why, 160)
+        ));
     }
     if let Some(rest) = stderr.split(" is forbidden: ").nth(1) {
         let why = rest.lines().next().unwrap_or(rest).trim_end_matches('.');
@@ -736,6 +744,11 @@ mod tests {
         );
         let rbac = "Error from server (Forbidden): rolebindings.rbac.authorization.k8s.io is forbidden: User \"system:serviceaccount:p:flux-reconciler\" cannot create resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" in the namespace \"p\"\n";
         assert!(refusal(rbac).is_some_and(|r| r.starts_with("forbidden by RBAC: User")));
+        let pod_security = "Error from server (Forbidden): pods \"p\" is forbidden: violates PodSecurity \"restricted:latest\": privileged (container \"debugger\" must not set securityContext.privileged=true)\n";
+        assert!(
+            refusal(pod_security)
+                .is_some_and(|r| r.starts_with("denied by Pod Security admission: \"restricted"))
+        );
         assert_eq!(
             refusal("error: unable to recognize \"STDIN\": no matches for kind"),
             None

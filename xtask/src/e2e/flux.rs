@@ -34,19 +34,16 @@ pub fn install(
     component: &Path,
     procs: &mut Processes,
 ) -> anyhow::Result<Controller> {
-    let module = components::module_dir(sh, root, "kustomize-controller")?;
-    let lockdown = lockdown::flags(
-        sh,
-        &module,
-        component,
-        &cluster.dir.join("lockdown-build"),
-        "kustomize-controller",
-    )
-    .context("the lockdown flags from the tree")?;
+    let mut lockdown = Vec::new();
     let mut started = None;
     cluster.kubectl(sh, &["create", "namespace", FLUX_NAMESPACE], None)?;
     for controller in CONTROLLERS {
         let module = components::module_dir(sh, root, controller)?;
+        if controller == "kustomize-controller" {
+            let scratch = cluster.dir.join("lockdown-build");
+            lockdown = lockdown::flags(sh, &module, component, &scratch, controller)
+                .context("the lockdown flags from the tree")?;
+        }
         let crds = module.join("config").join("crd").join("bases");
         let crds = crds.display().to_string();
         // Server-side: the CRDs are larger than client-side apply's annotation limit.

@@ -1,7 +1,7 @@
 //! The run's own pods on the real node: one on Antaeus' side (namespace `antaeus`, label
 //! `app.kubernetes.io/name=antaeus`) and intruders, all from the provider's pod template (its
-//! image, probes and security context; admitted by name past the tree's policy bindings, which
-//! pin images and accounts per namespace, for their creation only), serving as
+//! image, probes and security context; admitted by name with quota room for their creation only,
+//! see `probe_room`), serving as
 //! providers so their probes are real, and sending charges with `payment-provider charge` through
 //! `kubectl exec`: the distroless image has no shell or curl.
 
@@ -13,16 +13,13 @@ use xshell::{Shell, cmd};
 
 use super::cluster::Cluster;
 use super::node;
+use super::probe_room;
 use super::procs::wait_until;
 use super::tree::str_at;
 
 /// Where the image keeps the provider binary (`cargo xtask image`'s distroless layout).
 pub const BINARY: &str = "/payment-provider";
 pub const INTRUDER_NAMESPACE: &str = "e2e-intruder";
-/// The field manager of the run's changes to the tree's policy bindings.
-const FIELD_MANAGER: &str = "e2e-probe-pods";
-/// The tree's ResourceQuota in each service namespace.
-const QUOTA: &str = "platform-quota";
 
 /// A pod of the run: where it is and what it is called.
 #[derive(Clone, Debug)]
@@ -48,202 +45,6 @@ impl ProbePod {
             self.namespace, self.name, self.app
         )
     }
-}
-
-/// Adds to every admission policy binding of the tree an `excludeResourceRules` entry for the
-/// pods named `names`; returns the bindings changed. The tree's bindings carry no exclusions of
-/// their own (`restore_bindings` removes the field). The run's own field manager: Flux takes
-/// back fields that `kubectl patch` set (its drift correction), not those of other managers.
-fn admit_by_name(sh: &Shell, cluster: &Cluster, names: &[&str]) -> anyhow::Result<Vec<String>> {
-    let listed = cluster.kubectl_read(
-        sh,
-        &[
-            "get",
-            "validatingadmissionpolicybindings",
-            "-l",
-            "app.kubernetes.io/managed-by=cargo-xtask-gen",
-            "-o",
-            "name",
-        ],
-    )?;
-    let bindings: Vec<String> = listed.lines().map(str::to_owned).collect();
-    let patch = json!({"spec": {"matchResources": {"excludeResourceRules": [{
-        "apiGroups": [""],
-        "apiVersions": ["v1"],
-        "operations": ["CREATE", "UPDATE"],
-        "resources": ["pods"],
-        "resourceNames": names,
-    }]}}})
-    .to_string();
-    for binding in &bindings {
-        cluster
-            .kubectl(
-                sh,
-                &[
-                    "patch",
-                    binding,
-                    "--type",
-                    "merge",
-                    "--field-manager",
-                    FIELD_MANAGER,
-                    "-p",
-                    &patch,
-                ],
-                None,
-            )
-            .with_context(|| format!("letting the run's pods past {binding}"))?;
-    }
-    Ok(bindings)
-}
-
-/// Suspends (or resumes) Flux's platform Kustomizations, as `flux suspend|resume kustomization`.
-fn suspend_platform(sh: &Shell, cluster: &Cluster, suspend: bool) -> anyhow::Result<()> {
-    let patch = if suspend {
-        r#"{"spec":{"suspend":true}}"#
-    } else {
-        r#"{"spec":{"suspend":null}}"#
-    };
-    for name in ["infrastructure", "tenants"] {
-        cluster
-            .kubectl(
-                sh,
-                &[
-                    "patch",
-                    "kustomization",
-                    name,
-                    "-n",
-                    super::flux::FLUX_NAMESPACE,
-                    "--type",
-                    "merge",
-                    "--field-manager",
-                    FIELD_MANAGER,
-                    "-p",
-                    patch,
-                ],
-                None,
-            )
-            .with_context(|| format!("setting suspend={suspend} on Kustomization {name}"))?;
-    }
-    Ok(())
-}
-
-/// The tree's `platform-quota` of each namespace that has one, before `widen_quotas` raised it.
-type Quotas = Vec<(String, Value)>;
-
-/// Raises every limit of each namespace's `platform-quota` out of reach; returns the originals.
-fn widen_quotas(sh: &Shell, cluster: &Cluster, namespaces: &[&str]) -> anyhow::Result<Quotas> {
-    let mut out = Vec::new();
-    for ns in namespaces {
-        let json = cluster.kubectl_read(
-            sh,
-            &[
-                "get",
-                "resourcequota",
-                QUOTA,
-                "-n",
-                ns,
-                "--ignore-not-found",
-                "-o",
-                "json",
-            ],
-        )?;
-        if json.trim().is_empty() {
-            continue;
-        }
-        let quota: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
-        let hard = quota["spec"]["hard"].clone();
-        let wide: serde_json::Map<String, Value> = hard
-            .as_object()
-            .map(|m| {
-                m.keys()
-                    .map(|k| {
-                        let bytes = k.contains("memory") || k.contains("storage");
-                        (k.clone(), json!(if bytes { "1000Gi" } else { "1000" }))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let wide = Value::Object(wide);
-        set_quota(sh, cluster, ns, &wide)?;
-        out.push(((*ns).to_owned(), hard));
-        // Quota admission reads status.hard, which the controller-manager copies from spec.
-        wait_until(
-            &format!("{ns}/{QUOTA} to take its raised limits"),
-            Duration::from_secs(30),
-            || {
-                let json = cluster
-                    .kubectl_read(sh, &["get", "resourcequota", QUOTA, "-n", ns, "-o", "json"])?;
-                let quota: Value =
-                    serde_json::from_str(&json).context("kubectl printed no JSON")?;
-                // Compared as the API server writes both (it normalises quantities: 1000 → 1k).
-                Ok(quota["spec"]["hard"] == quota["status"]["hard"]
-                    && quota["spec"]["hard"] != *hard_before(&out, ns))
-            },
-        )?;
-    }
-    Ok(out)
-}
-
-/// The limits `widen_quotas` recorded for `ns`.
-fn hard_before<'a>(quotas: &'a Quotas, ns: &str) -> &'a Value {
-    quotas
-        .iter()
-        .find(|(n, _)| n == ns)
-        .map_or(&Value::Null, |(_, hard)| hard)
-}
-
-fn restore_quotas(sh: &Shell, cluster: &Cluster, quotas: &Quotas) -> anyhow::Result<()> {
-    for (ns, hard) in quotas {
-        set_quota(sh, cluster, ns, hard)?;
-    }
-    Ok(())
-}
-
-fn set_quota(sh: &Shell, cluster: &Cluster, ns: &str, hard: &Value) -> anyhow::Result<()> {
-    let patch = json!({"spec": {"hard": hard}}).to_string();
-    cluster
-        .kubectl(
-            sh,
-            &[
-                "patch",
-                "resourcequota",
-                QUOTA,
-                "-n",
-                ns,
-                "--type",
-                "merge",
-                "--field-manager",
-                FIELD_MANAGER,
-                "-p",
-                &patch,
-            ],
-            None,
-        )
-        .with_context(|| format!("setting {ns}/{QUOTA}"))
-}
-
-/// Removes the exclusion `admit_by_name` added from each binding.
-fn restore_bindings(sh: &Shell, cluster: &Cluster, bindings: &[String]) -> anyhow::Result<()> {
-    let patch = r#"{"spec":{"matchResources":{"excludeResourceRules":null}}}"#;
-    for binding in bindings {
-        cluster
-            .kubectl(
-                sh,
-                &[
-                    "patch",
-                    binding,
-                    "--type",
-                    "merge",
-                    "--field-manager",
-                    FIELD_MANAGER,
-                    "-p",
-                    patch,
-                ],
-                None,
-            )
-            .with_context(|| format!("restoring {binding}"))?;
-    }
-    Ok(())
 }
 
 /// The pod object: the provider's pod template with the run's name, labels, placement on the real
@@ -293,36 +94,24 @@ pub fn create(
     cluster.kubectl(sh, &["apply", "-f", "-"], Some(&namespace.to_string()))?;
     let items: Vec<Value> = pods.iter().map(|p| manifest(template, p, hosts)).collect();
     let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
-    // The run's pods are scaffolding, not a tenant's workload: a provider binary on Antaeus' side
-    // and intruders that must be dropped by the network, not by admission. The tree's policy
-    // bindings let exactly these pod names through while they are created, then are restored.
-    // Each try lets them through again: Flux may be re-applying the bindings meanwhile.
+    // Scaffolding, not a tenant's workload: admitted by name with quota room (`probe_room`).
     let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
-    let mut bindings = Vec::new();
-    // Their namespaces' quotas are sized for the tenants' own pods: room for these, meanwhile.
     let mut namespaces: Vec<&str> = pods.iter().map(|p| p.namespace.as_str()).collect();
     namespaces.sort_unstable();
     namespaces.dedup();
-    // Flux would take both back at its next apply: the platform layers pause meanwhile
-    // (`flux suspend`), and resume once the tree's bindings and quotas are restored.
-    suspend_platform(sh, cluster, true)?;
-    let quotas = widen_quotas(sh, cluster, &namespaces)?;
+    let room = probe_room::open(sh, cluster, &names, &namespaces)?;
+    // The API server may take a moment to admit by the changed bindings.
     let created = wait_until(
         "the run's pods to be created",
         Duration::from_secs(30),
         || {
-            bindings = admit_by_name(sh, cluster, &names)?;
             cluster.kubectl(sh, &["apply", "-f", "-"], Some(&list))?;
             Ok(true)
         },
     );
-    let restored = restore_bindings(sh, cluster, &bindings);
-    let quotas_restored = restore_quotas(sh, cluster, &quotas);
-    let resumed = suspend_platform(sh, cluster, false);
+    let closed = room.close(sh, cluster);
     created?;
-    restored?;
-    quotas_restored?;
-    resumed?;
+    closed?;
     wait_until(
         "the run's pods to be Ready on the real node",
         Duration::from_secs(90),
