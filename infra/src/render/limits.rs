@@ -1,6 +1,6 @@
 //! What a tenant may consume, applied by the platform into its namespace: a ResourceQuota sized
 //! from the spec (pods up to the service's `max_replicas` plus a rollout's surge, their requests
-//! and limits, no storage, load balancers only where exposed), a second quota that holds pods of
+//! and limits, no storage, load balancers only where exposed, bounded object counts), a second quota that holds pods of
 //! Kubernetes' own priority classes at zero, and a LimitRange that caps each container at the
 //! limits the spec declares (and fills them in for any pod that names none).
 
@@ -27,6 +27,20 @@ pub const LIMIT_RANGE: &str = "platform-limits";
 /// The priority classes Kubernetes keeps for its own pods.
 pub const CRITICAL_CLASSES: &[&str] = &["system-node-critical", "system-cluster-critical"];
 
+/// Object counts per namespace, so a tenant cannot fill etcd (a ConfigMap holds up to 1 MiB):
+/// room for what the tree applies and what Kubernetes adds (`kube-root-ca.crt`, the `default`
+/// account), with a little headroom. One PodDisruptionBudget only: a pod under two cannot be
+/// evicted at all, so a second one would block every drain.
+pub const OBJECT_COUNTS: &[(&str, &str)] = &[
+    // kube-root-ca.crt, platform-policy, and the service's own.
+    ("configmaps", "10"),
+    // default, flux-reconciler, the service's own.
+    ("count/serviceaccounts", "5"),
+    // The service's Deployment, and its successor while Flux prunes a rename.
+    ("count/deployments.apps", "2"),
+    ("count/poddisruptionbudgets.policy", "1"),
+];
+
 /// Pods a Deployment at `max` replicas can have during a rollout (maxSurge 25%, rounded up).
 pub fn pod_ceiling(max: i32) -> i64 {
     let max = i64::from(max.max(1));
@@ -50,7 +64,7 @@ pub(super) fn limits(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
         Expose::LoadBalancer => service.ports.len(),
         Expose::Cluster => 0,
     };
-    let hard = BTreeMap::from([
+    let mut hard = BTreeMap::from([
         ("pods".to_owned(), Quantity(pods.to_string())),
         (
             "requests.cpu".to_owned(),
@@ -79,6 +93,11 @@ pub(super) fn limits(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
             Quantity(exposed_ports.to_string()),
         ),
     ]);
+    hard.extend(
+        OBJECT_COUNTS
+            .iter()
+            .map(|(name, count)| ((*name).to_owned(), Quantity((*count).to_owned()))),
+    );
     let quota = ResourceQuota {
         metadata: ctx.metadata(QUOTA),
         spec: Some(ResourceQuotaSpec {
@@ -164,6 +183,8 @@ mod tests {
         assert_eq!(hard["limits.memory"], "1Gi");
         assert_eq!(hard["services.loadbalancers"], "0");
         assert_eq!(hard["persistentvolumeclaims"], "0");
+        assert_eq!(hard["count/poddisruptionbudgets.policy"], "1");
+        assert_eq!(hard["configmaps"], "10");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub(super) struct Attack {
     pub(super) denied_by: &'static [&'static str],
 }
 
-/// What a refusal said: the policy that denied it, Pod Security admission, or RBAC.
+/// What a refusal said: the policy that denied it, a ResourceQuota, Pod Security admission, or RBAC.
 fn refusal(stderr: &str) -> Option<String> {
     if let Some(rest) = stderr.split("ValidatingAdmissionPolicy '").nth(1) {
         let policy = rest.split('\'').next().unwrap_or("?");
@@ -70,7 +70,11 @@ fn refusal(stderr: &str) -> Option<String> {
             .unwrap_or("");
         return Some(format!("denied by {policy}: {}", cut(message, 160)));
     }
-    // Pod Security admission answers 403 too: name it, not RBAC.
+    // ResourceQuota and Pod Security admission answer 403 too: name them, not RBAC.
+    if let Some(rest) = stderr.split("exceeded quota: ").nth(1) {
+        let why = rest.lines().next().unwrap_or(rest);
+        return Some(format!("refused by ResourceQuota {}", cut(why, 160)));
+    }
     if let Some(rest) = stderr.split("violates PodSecurity ").nth(1) {
         let why = rest.lines().next().unwrap_or(rest);
         return Some(format!(
@@ -809,6 +813,11 @@ mod tests {
         );
         let rbac = "Error from server (Forbidden): rolebindings.rbac.authorization.k8s.io is forbidden: User \"system:serviceaccount:p:flux-reconciler\" cannot create resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" in the namespace \"p\"\n";
         assert!(refusal(rbac).is_some_and(|r| r.starts_with("forbidden by RBAC: User")));
+        let quota = "Error from server (Forbidden): poddisruptionbudgets.policy \"x\" is forbidden: exceeded quota: platform-quota, requested: count/poddisruptionbudgets.policy=1, used: count/poddisruptionbudgets.policy=1, limited: count/poddisruptionbudgets.policy=1\n";
+        assert!(
+            refusal(quota)
+                .is_some_and(|r| r.starts_with("refused by ResourceQuota platform-quota"))
+        );
         let pod_security = "Error from server (Forbidden): pods \"p\" is forbidden: violates PodSecurity \"restricted:latest\": privileged (container \"debugger\" must not set securityContext.privileged=true)\n";
         assert!(
             refusal(pod_security)

@@ -13,6 +13,8 @@ use super::side_doors;
 // What a refusal must name: a rule's ValidatingAdmissionPolicy (`platform-<rule>`), or RBAC.
 const HOST_PATH: &[&str] = &["platform-no-host-path"];
 pub(super) const RBAC: &[&str] = &["forbidden by RBAC"];
+/// The namespace's ResourceQuota (object counts included).
+pub(super) const QUOTA: &[&str] = &["refused by ResourceQuota"];
 /// The image rules (which one answers first depends on the environment).
 pub(super) const IMAGE: &[&str] = &[
     "platform-image-from-platform-registry",
@@ -334,6 +336,14 @@ fn pod_rules(image: &str) -> Vec<(&'static str, &'static [&'static str], Edit)> 
             &["platform-no-foreign-finalizers"],
             Box::new(|d: &mut Value| {
                 d["metadata"]["finalizers"] = json!(["attacker.example.com/keep"]);
+            }),
+        ),
+        (
+            "gives its pods a foreign finalizer through the pod template",
+            &["platform-no-template-finalizers"],
+            Box::new(|d: &mut Value| {
+                d["spec"]["template"]["metadata"]["finalizers"] =
+                    json!(["attacker.example.com/keep"]);
             }),
         ),
         (

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::attacks::{Attack, Targets, Who, debug_container};
-use super::evasions::{ANY_POLICY, RBAC, apply, dry, raw};
+use super::evasions::{ANY_POLICY, QUOTA, RBAC, apply, dry, raw};
 
 /// The pods/resize patch that gives the Deployment's first container 64 CPUs.
 fn resize_to_64_cpus(deployment: &Value) -> String {
@@ -105,6 +105,15 @@ pub(super) fn developer_attacks(developer: &Who, targets: &Targets) -> Vec<Attac
             &[
                 "platform-developer-changes-limited",
                 "platform-no-foreign-finalizers",
+            ],
+        ),
+        patch(
+            "gives every pod a foreign finalizer through the pod template",
+            "strategic",
+            json!({"spec": {"template": {"metadata": {"finalizers": ["attacker.example.com/keep"]}}}}),
+            &[
+                "platform-developer-changes-limited",
+                "platform-no-template-finalizers",
             ],
         ),
         patch(
@@ -466,6 +475,13 @@ pub(super) fn tenant_objects(tenant: &Who, targets: &Targets) -> Vec<Attack> {
             &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
                 "spec": {"maxUnavailable": 0, "selector": selector}}),
             &["platform-pdb-allows-disruption"],
+        ),
+        apply(
+            tenant,
+            "creates a second PodDisruptionBudget over the same pods (no pod under two can be evicted)",
+            &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+                "spec": {"maxUnavailable": 1, "selector": selector}}),
+            QUOTA,
         ),
         apply(
             tenant,
