@@ -17,7 +17,7 @@ pub struct Bench {
 enum What {
     /// Drive the release provider binary over loopback against a do-nothing hyper ceiling.
     Provider(provider::BenchProvider),
-    /// Generate and verify a synthetic platform of 1,000 services, 100 teams, 2 environments.
+    /// The whole `gen` and `verify` commands on synthetic specs of 1,000 and 10,000 services.
     Gen(generate::BenchGen),
     /// The provider image's size and warm build time, and the same digest every time.
     Image(image::BenchImage),

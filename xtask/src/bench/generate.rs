@@ -1,170 +1,361 @@
-//! `cargo xtask bench gen`: parse, validate, render, serialise and check a synthetic platform
-//! (1,000 services, 100 teams, 2 environments by default) next to a tenth of it in the same run,
-//! so the growth ratio is visible, then the policy bundle over every environment, as `verify`
-//! runs it. No kubectl: in-process work only.
+//! `cargo xtask bench gen`: the whole `gen` and `verify` commands, as users run them, on a
+//! synthetic spec written as TOML files (`infra::synthetic::sources`: 10 services a team, two
+//! environments, call edges, load balancers, exemptions), at each size asked for and, in the same
+//! run, a tenth of the smallest so growth is visible.
 //!
-//! `cargo xtask bench gen` measures the dev build (`infra` and `policies` at opt-level 2, other
-//! dependencies at 1); `cargo run --release -p xtask -- bench gen` measures an optimised build.
-//! The header line says which one ran.
+//! Each command is a child process of this executable (the same build `cargo xtask` runs): wall
+//! time, and peak RSS from `wait4`'s resource usage. Baselines from the same run: `cp -r` of the
+//! generated `flux/` (what writing that many files costs the file system alone) for `gen`, and
+//! `verify --kustomize-all` (the real `kubectl kustomize` on every directory) at the smallest
+//! size for `verify`.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use infra::Spec;
+use anyhow::Context as _;
 
 #[derive(clap::Args)]
 pub struct BenchGen {
-    /// Services in the large platform (the baseline is a tenth of it).
-    #[arg(long, default_value_t = 1000)]
-    services: usize,
-    /// Teams the services are spread over.
-    #[arg(long, default_value_t = 100)]
-    teams: usize,
-    /// Runs per size; the fastest run is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Platform sizes in services, comma-separated; a tenth of the smallest is measured too.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+    services: Vec<usize>,
+    /// Services per team.
+    #[arg(long, default_value_t = 10)]
+    per_team: usize,
+    /// Runs of each command; the fastest is reported (peak RSS of the same run).
+    #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Leave out the `verify --kustomize-all` baseline (one kubectl process per directory).
+    #[arg(long)]
+    no_kubectl_baseline: bool,
+    /// Keep the specs and trees here instead of a scratch directory removed at the end.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
 }
 
-/// Fastest time of each phase for one size.
-#[derive(Clone, Copy, Default)]
-struct Phases {
-    parse: Duration,
-    render: Duration,
-    serialise: Duration,
-    checks: Duration,
-    policies: Duration,
+/// One command's cost.
+#[derive(Clone, Copy, Debug)]
+struct Cost {
+    wall: Duration,
+    /// Peak resident set size in bytes.
+    rss: u64,
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>7.2} s {:>5} MB",
+            self.wall.as_secs_f64(),
+            self.rss / 1_000_000
+        )
+    }
+}
+
+/// Every figure of one size.
+struct Size {
+    services: usize,
     objects: usize,
     files: usize,
-    bytes: usize,
-}
-
-impl Phases {
-    fn generate_and_check(&self) -> Duration {
-        self.render + self.serialise + self.checks
-    }
-
-    fn generate_and_verify(&self) -> Duration {
-        self.generate_and_check() + self.policies
-    }
+    fresh: Cost,
+    current: Cost,
+    verify: Cost,
+    copy: Cost,
 }
 
 impl BenchGen {
     pub fn run(self) -> anyhow::Result<()> {
+        let mut sizes = self.services.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        anyhow::ensure!(
+            sizes.first().is_some_and(|&n| n >= 10),
+            "--services: give sizes of at least 10 services (a tenth of the smallest is the baseline)"
+        );
+        sizes.insert(0, sizes[0] / 10);
+        let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+        let work = match &self.keep {
+            Some(dir) => dir.clone(),
+            None => scratch.path().to_owned(),
+        };
+        let exe = std::env::current_exe().context("cannot find this executable")?;
         let profile = if cfg!(debug_assertions) {
-            "dev profile (infra and policies at opt-level 2, other dependencies at 1)"
+            "dev profile (as `cargo xtask` runs)"
         } else {
             "release profile"
         };
         println!(
-            "bench gen: {profile}; fastest of {} run(s); no kubectl",
+            "bench gen: {profile}; synthetic spec, {} services a team, 2 environments; each command a child process, fastest of {} run(s), peak RSS from wait4",
+            self.per_team,
             self.runs.max(1)
         );
-        let small = measure(self.services / 10, self.teams / 10, self.runs)?;
-        let large = measure(self.services, self.teams, self.runs)?;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
-        println!(
-            "{:<28} {:>12} {:>12} {:>8}",
-            "phase",
-            format!("{} svc", self.services / 10),
-            format!("{} svc", self.services),
-            "ratio"
-        );
-        for (phase, a, b) in [
-            ("parse + validate", small.parse, large.parse),
-            ("render (typed → YAML+JSON)", small.render, large.render),
-            ("files (kustomizations)", small.serialise, large.serialise),
-            ("cross-object checks", small.checks, large.checks),
-            (
-                "render + files + checks",
-                small.generate_and_check(),
-                large.generate_and_check(),
-            ),
-            ("policy bundle (all envs)", small.policies, large.policies),
-            (
-                "gen + in-process verify",
-                small.generate_and_verify(),
-                large.generate_and_verify(),
-            ),
-        ] {
+        let mut rows = Vec::new();
+        for &services in &sizes {
+            let row = self.measure(&exe, &work, services)?;
             println!(
-                "{phase:<28} {:>9.1} ms {:>9.1} ms {:>7.1}x",
-                ms(a),
-                ms(b),
-                ratio(b, a)
+                "  measured {services} services: gen {} | again {} | verify {}",
+                row.fresh, row.current, row.verify
             );
+            rows.push(row);
         }
-        println!(
-            "{:<28} {:>12} {:>12} {:>7.1}x",
-            "objects",
-            small.objects,
-            large.objects,
-            large.objects as f64 / small.objects.max(1) as f64
-        );
-        println!("{:<28} {:>12} {:>12}", "files", small.files, large.files);
-        println!(
-            "{:<28} {:>9.1} MB {:>9.1} MB",
-            "bytes",
-            small.bytes as f64 / 1e6,
-            large.bytes as f64 / 1e6
-        );
+        let baseline = if self.no_kubectl_baseline {
+            None
+        } else {
+            let small = &rows[0];
+            let (spec, out) = dirs(&work, small.services);
+            Some(self.best(|| {
+                run_child(
+                    Command::new(&exe)
+                        .arg("verify")
+                        .arg("--kustomize-all")
+                        .arg("--spec")
+                        .arg(&spec)
+                        .arg("--root")
+                        .arg(&out),
+                )
+                .map(|(cost, _)| cost)
+            })?)
+        };
+        report(&rows, baseline);
         Ok(())
+    }
+
+    /// The fastest of `runs` runs of `once`.
+    fn best(&self, mut once: impl FnMut() -> anyhow::Result<Cost>) -> anyhow::Result<Cost> {
+        let mut best: Option<Cost> = None;
+        for _ in 0..self.runs.max(1) {
+            let cost = once()?;
+            if best.is_none_or(|b| cost.wall < b.wall) {
+                best = Some(cost);
+            }
+        }
+        Ok(best.expect("at least one run"))
+    }
+
+    fn measure(&self, exe: &Path, work: &Path, services: usize) -> anyhow::Result<Size> {
+        let (spec, out) = dirs(work, services);
+        write_spec(&spec, services, services.div_ceil(self.per_team.max(1)))?;
+        let gen_cmd = || {
+            let mut cmd = Command::new(exe);
+            cmd.arg("gen")
+                .arg("--spec")
+                .arg(&spec)
+                .arg("--root")
+                .arg(&out);
+            cmd
+        };
+        let mut printed = String::new();
+        let fresh = self.best(|| {
+            remove(&out)?;
+            let (cost, stdout) = run_child(&mut gen_cmd())?;
+            printed = stdout;
+            Ok(cost)
+        })?;
+        let (objects, files) = counts(&printed)
+            .with_context(|| format!("cannot read the counts of `gen`'s output:\n{printed}"))?;
+        let current = self.best(|| run_child(&mut gen_cmd()).map(|(cost, _)| cost))?;
+        let verify = self.best(|| {
+            run_child(
+                Command::new(exe)
+                    .arg("verify")
+                    .arg("--spec")
+                    .arg(&spec)
+                    .arg("--root")
+                    .arg(&out),
+            )
+            .map(|(cost, _)| cost)
+        })?;
+        let copy_to = work.join(format!("copy-{services}"));
+        let copy = self.best(|| {
+            remove(&copy_to)?;
+            let cost = run_child(
+                Command::new("cp")
+                    .arg("-r")
+                    .arg(out.join("flux"))
+                    .arg(&copy_to),
+            )
+            .map(|(cost, _)| cost);
+            cost
+        })?;
+        remove(&copy_to)?;
+        Ok(Size {
+            services,
+            objects,
+            files,
+            fresh,
+            current,
+            verify,
+            copy,
+        })
     }
 }
 
-fn measure(services: usize, teams: usize, runs: usize) -> anyhow::Result<Phases> {
-    let (platform, service_files) = infra::synthetic::sources(services.max(1), teams.max(1));
-    let mut best: Option<Phases> = None;
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        let spec = Spec::parse(&platform, &service_files)?;
-        let parse = start.elapsed();
+/// The spec and output directories of one size.
+fn dirs(work: &Path, services: usize) -> (PathBuf, PathBuf) {
+    (
+        work.join(format!("spec-{services}")),
+        work.join(format!("tree-{services}")),
+    )
+}
 
-        let start = Instant::now();
-        let tree = infra::render(&spec)?;
-        let render = start.elapsed();
-
-        let start = Instant::now();
-        let files = tree.render()?;
-        let serialise = start.elapsed();
-
-        let start = Instant::now();
-        let findings = infra::checks::run(&tree);
-        let checks = start.elapsed();
-        anyhow::ensure!(
-            findings.is_empty(),
-            "the synthetic platform fails its checks: {}",
-            findings[0]
-        );
-
-        // The same call `verify` makes: every environment, the spec's exemptions.
-        let start = Instant::now();
-        let reports = crate::verify::policy_reports(&spec, &tree)?;
-        let policies = start.elapsed();
-        if let Some(report) = reports.iter().find(|r| r.has_errors()) {
-            anyhow::bail!("the synthetic platform violates the policy bundle:\n{report}");
+fn remove(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("cannot remove {}", dir.display()))
         }
-
-        let run = Phases {
-            parse,
-            render,
-            serialise,
-            checks,
-            policies,
-            objects: tree.objects().count(),
-            files: files.len(),
-            bytes: files.values().map(String::len).sum(),
-        };
-        best = Some(match best {
-            None => run,
-            Some(b) => Phases {
-                parse: b.parse.min(run.parse),
-                render: b.render.min(run.render),
-                serialise: b.serialise.min(run.serialise),
-                checks: b.checks.min(run.checks),
-                policies: b.policies.min(run.policies),
-                ..run
-            },
-        });
+        _ => Ok(()),
     }
-    Ok(best.expect("at least one run"))
+}
+
+/// Writes the synthetic platform's `platform.toml` and `services/*.toml` under `dir`.
+fn write_spec(dir: &Path, services: usize, teams: usize) -> anyhow::Result<()> {
+    remove(dir)?;
+    let (platform, service_files) = infra::synthetic::sources(services, teams.max(1));
+    for file in std::iter::once(&platform).chain(&service_files) {
+        let path = dir.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, &file.text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `(objects, files)` from `gen`'s `objects: 3 Deployment, …` and `files: N written, …` lines.
+fn counts(stdout: &str) -> Option<(usize, usize)> {
+    let line = |prefix: &str| stdout.lines().find_map(|l| l.strip_prefix(prefix));
+    let objects = line("objects: ")?
+        .split(", ")
+        .map(|part| part.split(' ').next()?.parse::<usize>().ok())
+        .sum::<Option<usize>>()?;
+    let written = line("files: ")?.split(' ').next()?.parse().ok()?;
+    Some((objects, written))
+}
+
+/// Runs `cmd` to its end: its cost and its stdout; a failure quotes its stderr.
+fn run_child(cmd: &mut Command) -> anyhow::Result<(Cost, String)> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let shown = format!("{cmd:?}");
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let pid = child.id() as libc::pid_t;
+    // Read both pipes while the child runs (a full pipe would stall it), then reap it with
+    // wait4 for its own peak RSS (std's wait does not return resource usage).
+    let std::process::Child { stdout, stderr, .. } = child;
+    let (stdout, stderr) = std::thread::scope(|scope| {
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            scope.spawn(move || {
+                let mut text = String::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let out = read(stdout.map(|p| Box::new(p) as _));
+        let err = read(stderr.map(|p| Box::new(p) as _));
+        (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        )
+    });
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own unreaped child; both pointers are valid for the call.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    anyhow::ensure!(
+        reaped == pid,
+        "cannot wait for {shown}: {}",
+        std::io::Error::last_os_error()
+    );
+    let status = std::process::ExitStatus::from_raw(status);
+    anyhow::ensure!(
+        status.success(),
+        "{shown} failed ({status}):\n{}",
+        stderr.trim()
+    );
+    // Linux reports ru_maxrss in KiB.
+    let rss = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
+    Ok((Cost { wall, rss }, stdout))
+}
+
+fn report(rows: &[Size], kubectl_verify: Option<Cost>) {
+    println!();
+    println!(
+        "{:>8} {:>8} {:>8} | {:<16} | {:<16} | {:<16} | {:<16}",
+        "services", "objects", "files", "gen, fresh", "gen, current", "verify", "cp -r of flux/"
+    );
+    for row in rows {
+        println!(
+            "{:>8} {:>8} {:>8} | {} | {} | {} | {}",
+            row.services, row.objects, row.files, row.fresh, row.current, row.verify, row.copy
+        );
+    }
+    let secs = |c: Cost| c.wall.as_secs_f64().max(1e-9);
+    println!();
+    for row in rows {
+        println!(
+            "{:>6} services: gen {:>8.0} objects/s, {:>8.0} files/s, {:.1}x the cp -r of its files; verify {:>8.0} objects/s",
+            row.services,
+            row.objects as f64 / secs(row.fresh),
+            row.files as f64 / secs(row.fresh),
+            secs(row.fresh) / secs(row.copy),
+            row.objects as f64 / secs(row.verify),
+        );
+    }
+    let first = &rows[0];
+    for row in &rows[1..] {
+        let factor = row.services as f64 / first.services as f64;
+        println!(
+            "growth {}→{} services ({factor:.0}x): gen {:.1}x, verify {:.1}x, gen peak RSS {:.1}x, verify peak RSS {:.1}x",
+            first.services,
+            row.services,
+            secs(row.fresh) / secs(first.fresh),
+            secs(row.verify) / secs(first.verify),
+            row.fresh.rss as f64 / first.fresh.rss.max(1) as f64,
+            row.verify.rss as f64 / first.verify.rss.max(1) as f64,
+        );
+    }
+    if let Some(all) = kubectl_verify {
+        println!(
+            "baseline at {} services: verify --kustomize-all (kubectl on every directory) {all}; verify is {:.1}x faster",
+            first.services,
+            secs(all) / secs(first.verify)
+        );
+    }
+    println!(
+        "goals: verify < 5 s at 1,000 services and < 60 s at 10,000; gen peak RSS < 300 MB at 10,000"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counts_are_read_from_gens_output() {
+        let out = "objects: 2 Deployment, 10 Namespace\nfiles: 7 written, 0 unchanged, 0 removed\n";
+        assert_eq!(counts(out), Some((12, 7)));
+        assert_eq!(counts("objects: many\n"), None);
+    }
+
+    #[test]
+    fn a_child_reports_its_own_peak_rss_and_a_failure_quotes_stderr() {
+        // `sh` allocating nothing much stays small; a failing child names itself and its stderr.
+        let (cost, out) = run_child(Command::new("sh").args(["-c", "echo hi"])).expect("runs");
+        assert_eq!(out, "hi\n");
+        assert!(cost.rss > 0 && cost.rss < 100_000_000, "{cost:?}");
+        let err = run_child(Command::new("sh").args(["-c", "echo broken >&2; exit 3"]))
+            .expect_err("fails");
+        assert!(err.to_string().contains("broken"), "{err}");
+    }
 }
