@@ -22,7 +22,9 @@ use crate::meta;
 use crate::spec::{self, Spec};
 use crate::tree::Tree;
 pub use cluster::{LOCKDOWN, lockdown};
-pub use layout::{app_dir, cluster_dir, infrastructure_dir, lockdown_dir, tenants_dir};
+pub use layout::{
+    app_dir, cluster_dir, infrastructure_dir, lockdown_dir, namespaces_dir, tenants_dir,
+};
 pub use workload::service_url;
 
 /// Namespace of the Flux controllers and the platform's own Kustomizations.
@@ -139,7 +141,7 @@ mod tests {
             "system:serviceaccount:antaeus:flux-reconciler"
         );
         assert_eq!(
-            applier("flux/tenants/production/antaeus/limits.yaml").username,
+            applier("flux/tenants/production/invoicing/antaeus/limits.yaml").username,
             "system:serviceaccount:flux-system:kustomize-controller"
         );
     }

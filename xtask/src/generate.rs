@@ -247,7 +247,7 @@ mod tests {
         let text = std::fs::read_to_string(dir.join(stale)).expect("generated");
         std::fs::write(dir.join(stale), text.replace("port: 8000", "port: 8001"))
             .expect("writable");
-        std::fs::remove_file(dir.join("flux/clusters/staging/tenants.yaml")).expect("generated");
+        std::fs::remove_file(dir.join("flux/clusters/staging/infrastructure.yaml")).expect("generated");
         std::fs::write(
             dir.join("flux/apps/antaeus/production/extra.yaml"),
             "kind: ConfigMap\n",
@@ -267,7 +267,7 @@ mod tests {
             all.contains("-  - port: 8001") || all.contains("-    port: 8001"),
             "{all}"
         );
-        assert!(all.contains("flux/clusters/staging/tenants.yaml: missing (gen would create it): run `cargo xtask gen`"), "{all}");
+        assert!(all.contains("flux/clusters/staging/infrastructure.yaml: missing (gen would create it): run `cargo xtask gen`"), "{all}");
         assert!(
             all.contains("flux/apps/antaeus/production/extra.yaml: stray file"),
             "{all}"

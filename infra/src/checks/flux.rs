@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn a_kustomization_path_that_does_not_exist_is_reported() {
-        let file = "flux/tenants/production/antaeus/sync.yaml";
+        let file = "flux/tenants/production/invoicing/antaeus/sync.yaml";
         let found = broken(file, "Kustomization", "antaeus", "antaeus", |v| {
             v["spec"]["path"] = json!("./flux/apps/antaeus/prod");
         });

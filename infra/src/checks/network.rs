@@ -155,7 +155,7 @@ mod tests {
     use serde_json::json;
 
     const PROVIDER_POLICIES: &str =
-        "flux/tenants/production/payment-provider/network-policies.yaml";
+        "flux/tenants/production/payments/payment-provider/network-policies.yaml";
 
     #[test]
     fn a_network_policy_whose_labels_match_nothing_is_reported() {
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn an_egress_rule_on_a_port_the_callee_does_not_serve_is_reported() {
-        let file = "flux/tenants/staging/antaeus/network-policies.yaml";
+        let file = "flux/tenants/staging/invoicing/antaeus/network-policies.yaml";
         let found = broken(file, "NetworkPolicy", "antaeus", "allow-egress", |v| {
             v["spec"]["egress"][0]["ports"][0]["port"] = json!(8000);
         });
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_workload_not_covered_by_default_deny_is_reported() {
-        let file = "flux/tenants/production/antaeus/network-policies.yaml";
+        let file = "flux/tenants/production/invoicing/antaeus/network-policies.yaml";
         let found = broken(file, "NetworkPolicy", "antaeus", "default-deny", |v| {
             v["spec"]["policyTypes"] = json!(["Ingress"]);
         });

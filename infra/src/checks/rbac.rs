@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_role_granting_deployments_under_the_core_group_is_reported() {
-        let file = "flux/tenants/production/antaeus/developer-rbac.yaml";
+        let file = "flux/tenants/production/invoicing/antaeus/developer-rbac.yaml";
         let found = broken(file, "Role", "antaeus", "developer", |v| {
             v["rules"][0]["apiGroups"] = json!([""]);
         });
@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_role_binding_to_a_missing_role_is_reported() {
-        let file = "flux/tenants/production/antaeus/developer-rbac.yaml";
+        let file = "flux/tenants/production/invoicing/antaeus/developer-rbac.yaml";
         let found = broken(file, "RoleBinding", "antaeus", "developer", |v| {
             v["roleRef"]["name"] = json!("developers");
         });
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_role_binding_to_a_missing_service_account_is_reported() {
-        let file = "flux/tenants/staging/antaeus/flux-tenant.yaml";
+        let file = "flux/tenants/staging/invoicing/antaeus/flux-tenant.yaml";
         let found = broken(file, "RoleBinding", "antaeus", "flux-reconciler", |v| {
             v["subjects"][0]["name"] = json!("flux");
         });
@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_role_binding_outside_its_service_namespace_is_reported() {
-        let file = "flux/tenants/staging/antaeus/developer-rbac.yaml";
+        let file = "flux/tenants/staging/invoicing/antaeus/developer-rbac.yaml";
         let found = broken(file, "RoleBinding", "antaeus", "developer", |v| {
             v["metadata"]["namespace"] = json!("payment-provider");
         });
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_binding_for_a_service_account_of_another_namespace_is_reported() {
-        let file = "flux/tenants/staging/antaeus/flux-tenant.yaml";
+        let file = "flux/tenants/staging/invoicing/antaeus/flux-tenant.yaml";
         let found = broken(file, "RoleBinding", "antaeus", "flux-reconciler", |v| {
             v["subjects"][0]["namespace"] = json!("payment-provider");
         });
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_cluster_role_binding_is_reported() {
-        let file = "flux/tenants/production/antaeus/flux-tenant.yaml";
+        let file = "flux/tenants/production/invoicing/antaeus/flux-tenant.yaml";
         let found = broken(file, "RoleBinding", "antaeus", "flux-reconciler", |v| {
             v["kind"] = json!("ClusterRoleBinding");
         });

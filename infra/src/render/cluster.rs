@@ -1,9 +1,11 @@
 //! What each cluster gets before any service: the bootstrap sync (`flux-system`), the platform
-//! Kustomizations `infrastructure` then `tenants`, the Namespaces of the infrastructure layer, and
-//! the Flux install's lockdown flags as a kustomize component.
+//! Kustomizations (`infrastructure`, then for each team `namespaces-<team>` with the team's
+//! Namespaces, then `tenants-<team>`), and the Flux install's lockdown flags as a kustomize
+//! component.
 
 use super::layout::{
-    cluster_dir, environment_roots, infrastructure_dir, lockdown_dir, tenants_dir,
+    cluster_dir, environment_roots, infrastructure_dir, lockdown_dir, namespaces_dir, team_roots,
+    tenants_dir,
 };
 use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, service_timeout_minutes, tenant};
 use crate::Error;
@@ -124,37 +126,60 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
         &format!("{cluster}/infrastructure.yaml"),
         vec![Object::new(&infra)?],
     )?;
-    // Tenants wait for every service's Kustomization, which waits for its rollout: the slowest
-    // service start (Antaeus compiles at start) sets the budget.
-    let slowest = spec
-        .services
-        .iter()
-        .map(service_timeout_minutes)
-        .max()
-        .unwrap_or(5);
-    let tenants_kustomization = platform_kustomization(
-        "tenants",
-        &tenants_dir(env),
-        true,
-        format!("{}m", slowest + 5),
-        &["infrastructure"],
-    );
-    tree.add_objects(
-        env,
-        &format!("{cluster}/tenants.yaml"),
-        vec![Object::new(&tenants_kustomization)?],
-    )?;
-
-    let namespaces = spec
-        .services
-        .iter()
-        .map(|service| Object::new(&tenant::namespace(spec, service)))
-        .collect::<Result<Vec<_>, _>>()?;
-    tree.add_objects(
-        env,
-        &format!("{infrastructure}/namespaces.yaml"),
-        namespaces,
-    )?;
+    // Per team: its Namespaces and their settings, then its tenants. One pair of roots a team
+    // keeps each kustomize build as small as a team (see the layout's note on build time).
+    let mut by_team: std::collections::BTreeMap<&str, Vec<&crate::spec::Service>> =
+        std::collections::BTreeMap::new();
+    for service in &spec.services {
+        by_team.entry(service.team.as_str()).or_default().push(service);
+    }
+    for team in &spec.teams {
+        let Some(services) = by_team.get(team.name.as_str()) else {
+            continue;
+        };
+        for dir in team_roots(env, &team.name) {
+            tree.add_root(&dir);
+        }
+        let namespaces_name = format!("namespaces-{}", team.name);
+        let namespaces_kustomization = platform_kustomization(
+            &namespaces_name,
+            &namespaces_dir(env, &team.name),
+            true,
+            "5m".into(),
+            &["infrastructure"],
+        );
+        // A team's tenants wait for each of its services' Kustomizations, which wait for their
+        // rollouts: the team's slowest service start (Antaeus compiles at start) sets the budget.
+        let slowest = services
+            .iter()
+            .map(|service| service_timeout_minutes(service))
+            .max()
+            .unwrap_or(5);
+        let tenants_kustomization = platform_kustomization(
+            &format!("tenants-{}", team.name),
+            &tenants_dir(env, &team.name),
+            true,
+            format!("{}m", slowest + 5),
+            &["infrastructure", &namespaces_name],
+        );
+        tree.add_objects(
+            env,
+            &format!("{cluster}/teams/{}.yaml", team.name),
+            vec![
+                Object::new(&namespaces_kustomization)?,
+                Object::new(&tenants_kustomization)?,
+            ],
+        )?;
+        let namespaces = services
+            .iter()
+            .map(|service| Object::new(&tenant::namespace(spec, service)))
+            .collect::<Result<Vec<_>, _>>()?;
+        tree.add_objects(
+            env,
+            &format!("{}/namespaces.yaml", namespaces_dir(env, &team.name)),
+            namespaces,
+        )?;
+    }
     tree.add_objects(
         env,
         &format!("{infrastructure}/tenant-role.yaml"),
@@ -169,14 +194,34 @@ mod tests {
     #[test]
     fn the_platform_kustomizations_chain_and_name_the_controller_account() {
         let tree = testing::tree();
+        let namespaces = find(
+            tree,
+            "Kustomization",
+            "flux-system",
+            "namespaces-invoicing",
+            "clusters/production/teams/invoicing.yaml",
+        );
+        assert_eq!(
+            namespaces["spec"]["path"],
+            "./flux/namespaces/production/invoicing"
+        );
+        assert_eq!(namespaces["spec"]["dependsOn"][0]["name"], "infrastructure");
         let tenants = find(
             tree,
             "Kustomization",
             "flux-system",
-            "tenants",
-            "clusters/production",
+            "tenants-invoicing",
+            "clusters/production/teams/invoicing.yaml",
+        );
+        assert_eq!(
+            tenants["spec"]["path"],
+            "./flux/tenants/production/invoicing"
         );
         assert_eq!(tenants["spec"]["dependsOn"][0]["name"], "infrastructure");
+        assert_eq!(
+            tenants["spec"]["dependsOn"][1]["name"],
+            "namespaces-invoicing"
+        );
         assert_eq!(
             tenants["spec"]["serviceAccountName"],
             "kustomize-controller"
@@ -194,5 +239,39 @@ mod tests {
         assert_eq!(sync["spec"]["path"], "./flux/apps/antaeus/production");
         // 90 × 10 s startup budget + 2 min: the rollout wait must outlast Antaeus's slow start.
         assert_eq!(sync["spec"]["timeout"], "17m");
+        // The team's tenants wait for it; another team's do not.
+        assert_eq!(tenants["spec"]["timeout"], "22m");
+        let payments = find(
+            tree,
+            "Kustomization",
+            "flux-system",
+            "tenants-payments",
+            "clusters/production/teams/payments.yaml",
+        );
+        assert_ne!(payments["spec"]["timeout"], "22m");
+    }
+
+    #[test]
+    fn each_team_has_its_own_namespaces_and_tenants_roots_and_a_team_without_services_none() {
+        let tree = testing::tree();
+        let roots: Vec<&str> = tree.roots().collect();
+        for team in ["invoicing", "payments"] {
+            for layer in ["namespaces", "tenants"] {
+                let dir = format!("flux/{layer}/production/{team}");
+                assert!(roots.contains(&dir.as_str()), "{dir} in {roots:?}");
+            }
+        }
+        let platform_only: Vec<&str> = testing::spec()
+            .teams
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|t| !testing::spec().services.iter().any(|s| &s.team == t))
+            .collect();
+        for team in platform_only {
+            assert!(
+                !roots.iter().any(|r| r.ends_with(&format!("/{team}"))),
+                "{team}"
+            );
+        }
     }
 }

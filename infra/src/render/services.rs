@@ -48,7 +48,7 @@ pub(super) type Builder = fn(&ServiceCtx<'_>) -> Result<Vec<Object>, Error>;
 /// Which of a service's directories a file lands in.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Dir {
-    /// [`settings_dir`]: in the infrastructure layer, applied by the platform's reconciler
+    /// [`settings_dir`]: with the team's Namespaces, applied by the platform's reconciler
     /// before any tenant object: what the admission policies read about the namespace must be
     /// there before anything they judge is applied.
     Settings,
@@ -141,8 +141,9 @@ struct ServiceFiles {
 }
 
 fn service_files(ctx: &ServiceCtx<'_>) -> Result<ServiceFiles, Error> {
-    let settings = settings_dir(&ctx.service.name, ctx.env);
-    let tenant = tenant_dir(&ctx.service.name, ctx.env);
+    let (service, team) = (&ctx.service.name, &ctx.service.team);
+    let settings = settings_dir(service, team, ctx.env);
+    let tenant = tenant_dir(service, team, ctx.env);
     let app = app_dir(&ctx.service.name, ctx.env);
     let mut files = Vec::with_capacity(FILES.len());
     for (dir, file, build) in FILES {
@@ -196,9 +197,15 @@ mod tests {
         for (dir, file, _) in FILES {
             let path = match dir {
                 Dir::Settings => {
-                    format!("{}/{file}", settings_dir("payment-provider", "production"))
+                    format!(
+                        "{}/{file}",
+                        settings_dir("payment-provider", "payments", "production")
+                    )
                 }
-                Dir::Tenant => format!("{}/{file}", tenant_dir("payment-provider", "production")),
+                Dir::Tenant => format!(
+                    "{}/{file}",
+                    tenant_dir("payment-provider", "payments", "production")
+                ),
                 Dir::App => format!("{}/{file}", app_dir("payment-provider", "production")),
             };
             assert!(files.contains_key(&path), "{path} is missing");

@@ -20,8 +20,8 @@ use super::procs::wait_until;
 const FIELD_MANAGER: &str = "e2e-probe-pods";
 /// The tree's ResourceQuota in each service namespace.
 const QUOTA: &str = "platform-quota";
-/// The platform Kustomizations that apply the bindings and the quotas.
-const PLATFORM_LAYERS: [&str; 2] = ["infrastructure", "tenants"];
+/// The bootstrap sync: it applies the platform Kustomizations, not the bindings or the quotas.
+const SYNC: &str = "flux-system";
 
 /// What `open` changed, for `close` to put back.
 pub struct Room {
@@ -47,12 +47,41 @@ fn merge_patch(sh: &Shell, cluster: &Cluster, target: &[&str], patch: &str) -> a
         .with_context(|| format!("patching {}", target.join(" ")))
 }
 
+/// The platform Kustomizations that apply the bindings and the quotas: every one the tree puts
+/// in Flux's namespace (`infrastructure`, each team's `namespaces-<team>` and `tenants-<team>`)
+/// but the bootstrap sync.
+fn platform_layers(sh: &Shell, cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+    let listed = cluster.kubectl_read(
+        sh,
+        &[
+            "get",
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "-n",
+            FLUX_NAMESPACE,
+            "-l",
+            "app.kubernetes.io/managed-by=cargo-xtask-gen",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    )?;
+    let layers: Vec<String> = listed
+        .split_whitespace()
+        .filter(|name| *name != SYNC)
+        .map(str::to_owned)
+        .collect();
+    anyhow::ensure!(
+        layers.iter().any(|name| name == "infrastructure"),
+        "the tree's platform Kustomizations are not in {FLUX_NAMESPACE}: found {layers:?}"
+    );
+    Ok(layers)
+}
+
 fn suspend(sh: &Shell, cluster: &Cluster, patch: &str) -> anyhow::Result<()> {
-    for name in PLATFORM_LAYERS {
+    for name in platform_layers(sh, cluster)? {
         merge_patch(
             sh,
             cluster,
-            &["kustomization", name, "-n", FLUX_NAMESPACE],
+            &["kustomization", &name, "-n", FLUX_NAMESPACE],
             patch,
         )?;
     }

@@ -240,7 +240,7 @@ mod tests {
         crate::testing::require_kubectl();
         type Mistake = (&'static str, &'static str, fn(&mut serde_json::Value));
         let app = "flux/apps/payment-provider/production";
-        let tenant = "flux/tenants/production/payment-provider";
+        let tenant = "flux/tenants/production/payments/payment-provider";
         let mistakes: [Mistake; 4] = [
             ("deployment.yaml", "probes-required", |d| {
                 let container = &mut d["spec"]["template"]["spec"]["containers"][0];
@@ -276,7 +276,7 @@ mod tests {
             });
             // With the namespace's platform settings, which the cluster has from the
             // infrastructure layer.
-            let settings = root.join("flux/infrastructure/production/settings/payment-provider");
+            let settings = root.join("flux/namespaces/production/payments/payment-provider");
             let check = || check_paths(vec![dir.clone(), settings.clone()]);
             // Untouched, the service's directory passes: the mistake is what fails it.
             assert!(!check().report().expect("checks").has_errors());

@@ -92,12 +92,13 @@ pub(super) fn is_inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
 }
 
 /// The environment a file of the tree is for, from its path: `flux/clusters/<env>/…`,
-/// `flux/infrastructure/<env>/…`, `flux/tenants/<env>/…`, `flux/apps/<service>/<env>/…`.
+/// `flux/infrastructure/<env>/…`, `flux/namespaces/<env>/…`, `flux/tenants/<env>/…`,
+/// `flux/apps/<service>/<env>/…`.
 fn environment_of(file: &str) -> Option<String> {
     let parts: Vec<&str> = file.strip_prefix("flux/")?.split('/').collect();
     let env = match *parts.first()? {
         "apps" => parts.get(2)?,
-        "clusters" | "infrastructure" | "tenants" => parts.get(1)?,
+        "clusters" | "infrastructure" | "namespaces" | "tenants" => parts.get(1)?,
         _ => return None,
     };
     (!env.ends_with(".yaml")).then(|| (*env).to_owned())
@@ -143,7 +144,7 @@ mod tests {
             Some("staging")
         );
         assert_eq!(
-            environment_of("flux/tenants/production/antaeus/limits.yaml").as_deref(),
+            environment_of("flux/tenants/production/invoicing/antaeus/limits.yaml").as_deref(),
             Some("production")
         );
         assert_eq!(environment_of("flux/README.yaml"), None);
