@@ -32,6 +32,7 @@ mod realnode;
 mod realnode_checks;
 pub(crate) mod registry;
 mod side_doors;
+mod spec_copy;
 mod tenancy;
 mod timestamps;
 mod tree;
@@ -169,6 +170,9 @@ impl E2e {
 
         // 2. The served commit: the checkout's files with every GitRepository URL pointed at the
         // loopback server (the tenants' GitRepositories come from git too, so the commit must).
+        // The URL is set the documented way: in the clone's own spec, rendered by `gen`. A tree
+        // given with --flux-dir was not rendered from this spec, so there the URLs are rewritten
+        // in its YAML and the spec is left alone (and step 6 cannot change replicas through it).
         let work = dir.join("git").join("work");
         let served = dir.join("git").join("served");
         git::Repo::copy_tree(sh, root, self.flux_dir.as_deref(), &work)?;
@@ -176,10 +180,32 @@ impl E2e {
         let repo = git::Repo::init(sh, &work, &served, &original.git_branch())?;
         let server = git::GitServer::start(&served)?;
         let url = server.url("billing-platform.git");
-        rewrite_urls(&work.join("flux"), &original.git_urls(), &url)?;
+        let spec = match &self.flux_dir {
+            None => {
+                let spec = spec_copy::SpecCopy::new(&work, &self.env);
+                spec.set_git_url(&url)?;
+                spec.render(sh)?;
+                println!("2. infra/platform.toml [platform.git] url = {url}, rendered by gen");
+                Some(spec)
+            }
+            Some(flux_dir) => {
+                spec_copy::rewrite_urls(&work.join("flux"), &original.git_urls(), &url)?;
+                println!(
+                    "2. --flux-dir {}: GitRepository URLs rewritten in its YAML (not rendered from the spec); step 6 skips the replicas change",
+                    flux_dir.display()
+                );
+                None
+            }
+        };
         let commit = repo.commit(sh, "the tree under test")?;
         let committed = Instant::now();
         let tree = tree::Tree::discover(sh, &repo.work, &self.env)?;
+        let urls = tree.git_urls();
+        if urls != [url.clone()] {
+            bail!(
+                "the served tree's GitRepositories point at {urls:?}, not only at the loopback server {url}"
+            );
+        }
         println!(
             "2. serving {url} ({} {commit:.12}); {} Kustomizations in the {} tree",
             repo.branch,
@@ -290,8 +316,16 @@ impl E2e {
         });
         steps.push(Step {
             name: "6. tenancy and rollout through git",
-            result: tenancy::run(sh, &cluster, &tree, &repo, &mut procs, timeout)
-                .map(|held| held.join("; ")),
+            result: tenancy::run(
+                sh,
+                &cluster,
+                &tree,
+                &repo,
+                spec.as_ref(),
+                &mut procs,
+                timeout,
+            )
+            .map(|held| held.join("; ")),
         });
         let connectivity =
             network::connectivity(sh, &bins.path("netpolicy"), &tree, dir).map(|list| {
@@ -340,40 +374,6 @@ impl E2e {
     }
 }
 
-/// Replaces each GitRepository URL of the tree by the loopback one in every YAML file under `flux/`.
-fn rewrite_urls(dir: &Path, urls: &[String], to: &str) -> anyhow::Result<()> {
-    if urls.is_empty() {
-        bail!(
-            "{} has no GitRepository: Flux would have nothing to reconcile",
-            dir.display()
-        );
-    }
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            rewrite_urls(&path, urls, to)?;
-        } else {
-            rewrite_file(&path, urls, to)?;
-        }
-    }
-    Ok(())
-}
-
-fn rewrite_file(path: &Path, urls: &[String], to: &str) -> anyhow::Result<()> {
-    if path.extension().is_none_or(|e| e != "yaml" && e != "yml") {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(path)?;
-    let mut new = text.clone();
-    for url in urls {
-        new = new.replace(&format!("url: {url}\n"), &format!("url: {to}\n"));
-    }
-    if new != text {
-        std::fs::write(path, new)?;
-    }
-    Ok(())
-}
-
 /// Disk used by the binaries and Go's own caches (for the README's cold-build figures).
 fn print_disk(sh: &Shell) {
     let mut dirs: Vec<String> = Vec::new();
@@ -387,36 +387,5 @@ fn print_disk(sh: &Shell) {
     }
     if let Ok(out) = xshell::cmd!(sh, "du -sh {dirs...}").quiet().read() {
         eprintln!("e2e: disk used:\n{out}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn git_urls_are_rewritten_in_yaml_files_only() {
-        let scratch = tempfile::tempdir().expect("a scratch dir");
-        let dir = scratch.path().to_owned();
-        std::fs::create_dir_all(dir.join("tenants")).unwrap();
-        let yaml = "spec:\n  url: https://example.invalid/repo\n";
-        std::fs::write(dir.join("tenants/sync.yaml"), yaml).unwrap();
-        std::fs::write(dir.join("notes.txt"), yaml).unwrap();
-        let urls = ["https://example.invalid/repo".to_string()];
-        rewrite_urls(&dir, &urls, "http://127.0.0.1:1/r.git").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("tenants/sync.yaml")).unwrap(),
-            "spec:\n  url: http://127.0.0.1:1/r.git\n"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
-            yaml
-        );
-    }
-
-    #[test]
-    fn a_tree_without_git_repositories_is_refused() {
-        let err = rewrite_urls(Path::new("/nonexistent"), &[], "http://x").unwrap_err();
-        assert!(err.to_string().contains("has no GitRepository"), "{err}");
     }
 }

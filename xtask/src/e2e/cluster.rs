@@ -1,6 +1,9 @@
 //! The control plane on 127.0.0.1: a CA and certificates from the `openssl` CLI, etcd,
 //! kube-apiserver (real TLS, RBAC, service-account keys), controller-manager, scheduler and kwok
 //! with one fake node, each waited for before the next starts.
+//!
+//! About 400 lines and one file: `Cluster::start` is one ordered bring-up whose parts share the
+//! paths and ports it chose, and the kubectl helpers every step calls sit on the same type.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

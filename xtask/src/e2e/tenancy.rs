@@ -1,6 +1,7 @@
 //! Step 6, changes through git only: a commit that makes one service's manifests reach into the
 //! other service's namespace (and beyond its tenant's rights) must fail its Kustomization and leave
-//! nothing behind; its revert must recover; a replicas change must roll out with no human apply.
+//! nothing behind; its revert must recover; a replicas change, made in the spec and rendered by
+//! `gen` ([`SpecCopy`]), must roll out with no human apply.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,16 +15,19 @@ use super::cluster::Cluster;
 use super::flux::{self, request_reconcile};
 use super::git::Repo;
 use super::procs::{Processes, wait_until};
+use super::spec_copy::SpecCopy;
 use super::tree::{FluxKustomization, Tree, str_at};
 
 const MARKER: &str = "e2e-tenancy-violation";
 
-/// Runs the three commits; returns one line per held property.
+/// Runs the three commits (the third only with `spec`: a tree given with `--flux-dir` has none to
+/// render it from); returns one line per held property.
 pub fn run(
     sh: &Shell,
     cluster: &Cluster,
     tree: &Tree,
     repo: &Repo,
+    spec: Option<&SpecCopy>,
     procs: &mut Processes,
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
@@ -98,16 +102,38 @@ pub fn run(
     wait_ready_at(sh, cluster, service, procs, &revert, timeout)?;
     held.push(format!("revert recovered in {:.0?}", started.elapsed()));
 
-    // 3. A replicas change rolls out through Flux.
+    // 3. A replicas change rolls out through Flux: spec → `gen` → commit, as a team would.
+    let Some(spec) = spec else {
+        held.push(
+            "replicas change skipped: the tree came from --flux-dir, not from this checkout's spec"
+                .to_string(),
+        );
+        return Ok(held);
+    };
     let ns = str_at(deployment, "/metadata/namespace").to_string();
     let name = str_at(deployment, "/metadata/name").to_string();
-    let before = deployment
+    let served = deployment
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    let after = before + 1;
-    set_replicas(&dir, &name, before, after)?;
-    let commit = repo.commit(sh, "scale through git")?;
+    let scaled = spec.scale(CLIENT_SERVICE, 1)?;
+    if scaled.before != served {
+        bail!(
+            "{} says {} = {}, but the served Deployment {ns}/{name} has {served} replicas: the tree is not the spec's",
+            scaled.file,
+            scaled.key,
+            scaled.before
+        );
+    }
+    spec.render(sh)?;
+    let (before, after) = (scaled.before, scaled.after);
+    let commit = repo.commit(
+        sh,
+        &format!(
+            "scale {CLIENT_SERVICE} through the spec: {} {} {before} → {after}",
+            scaled.file, scaled.key
+        ),
+    )?;
     let started = Instant::now();
     wait_ready_at(sh, cluster, service, procs, &commit, timeout)?;
     wait_until(
@@ -126,7 +152,9 @@ pub fn run(
         },
     )?;
     held.push(format!(
-        "replicas {before} → {after} of {ns}/{name} rolled out through Flux in {:.0?}",
+        "replicas {before} → {after} of {ns}/{name} ({} `{}`, rendered by gen) rolled out through Flux in {:.0?}",
+        scaled.file,
+        scaled.key,
         started.elapsed()
     ));
     Ok(held)
@@ -231,27 +259,6 @@ fn add_resource(kustomization: &Path, file: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Changes `replicas: before` to `after` in the file of the folder that holds Deployment `name`.
-fn set_replicas(dir: &Path, name: &str, before: i64, after: i64) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if !text.contains("kind: Deployment") || !text.contains(&format!("name: {name}")) {
-            continue;
-        }
-        let old = format!("  replicas: {before}\n");
-        if text.matches(&old).count() != 1 {
-            bail!(
-                "{} does not hold exactly one `replicas: {before}` line to change",
-                path.display()
-            );
-        }
-        std::fs::write(&path, text.replace(&old, &format!("  replicas: {after}\n")))?;
-        return Ok(());
-    }
-    bail!("no file in {} holds Deployment {name}", dir.display())
-}
-
 /// The first line of a condition message, at most 400 characters (cut on a char boundary).
 fn first_line(text: &str) -> &str {
     let line = text.lines().next().unwrap_or("");
@@ -283,22 +290,5 @@ mod tests {
         let doc: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         assert_eq!(doc["resources"][1].as_str(), Some("extra.yaml"));
-    }
-
-    #[test]
-    fn replicas_change_in_the_deployment_file_only() {
-        let scratch = tempfile::tempdir().expect("a scratch dir");
-        let dir = scratch.path().to_owned();
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("pdb.yaml"), "kind: PodDisruptionBudget\n").unwrap();
-        std::fs::write(
-            dir.join("deployment.yaml"),
-            "kind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n",
-        )
-        .unwrap();
-        set_replicas(&dir, "web", 2, 3).unwrap();
-        let text = std::fs::read_to_string(dir.join("deployment.yaml")).unwrap();
-        assert!(text.contains("  replicas: 3\n"), "{text}");
-        assert!(set_replicas(&dir, "web", 7, 8).is_err());
     }
 }
