@@ -17,7 +17,7 @@ pub mod synthetic;
 pub mod testing;
 pub mod tree;
 
-pub use render::render;
+pub use render::{render, render_into};
 pub use spec::{Problem, Problems, Spec};
 pub use tree::{Object, Tree};
 
@@ -50,4 +50,11 @@ pub enum Error {
     /// Two generators wrote the same path, or a file was added where the tree derives one.
     #[error("cannot build the tree: {0}")]
     Tree(String),
+    /// A streaming tree's sink could not take a file.
+    #[error("cannot write {path}")]
+    Sink {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }

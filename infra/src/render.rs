@@ -54,7 +54,12 @@ pub fn applier(file: &str) -> policies::UserInfo {
 
 /// Renders the whole tree for `spec`: every environment, plus `.github/CODEOWNERS`.
 pub fn render(spec: &Spec) -> Result<Tree, Error> {
-    let mut tree = Tree::new();
+    render_into(spec, Tree::new())
+}
+
+/// Renders the whole tree for `spec` into `tree` (a [`Tree::streaming`] one hands each file to
+/// its sink as soon as it is rendered).
+pub fn render_into(spec: &Spec, mut tree: Tree) -> Result<Tree, Error> {
     // Compiled once per process (shared with validation and checks); every environment gets the
     // same rules, less those limited to other environments.
     let bundle = policies::Bundle::builtin().map_err(Error::Policy)?;

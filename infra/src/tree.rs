@@ -69,6 +69,10 @@ enum Contents {
     },
     /// A non-YAML file such as CODEOWNERS (written verbatim).
     Text(String),
+    /// A streaming tree's YAML file, handed to the sink (a resource of its root).
+    SentObjects,
+    /// A streaming tree's other file, handed to the sink.
+    Sent,
 }
 
 /// Everything `cargo xtask gen` writes, keyed by path relative to the workspace root.
@@ -76,6 +80,24 @@ enum Contents {
 pub struct Tree {
     files: BTreeMap<String, Contents>,
     roots: BTreeSet<String>,
+    /// Set on a streaming tree: where each file goes as soon as it is added.
+    sink: Option<Sink>,
+    /// A streaming tree's object counts per kind (its objects are not kept).
+    kinds: BTreeMap<String, usize>,
+}
+
+/// What a streaming tree hands each file to: `(path, bytes)`.
+pub type SinkFn =
+    dyn FnMut(&str, &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send;
+
+/// A streaming tree's sink, shared by the tree's clones.
+#[derive(Clone)]
+struct Sink(std::sync::Arc<std::sync::Mutex<Box<SinkFn>>>);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
 }
 
 /// A file's object as checks see it.
@@ -91,6 +113,21 @@ pub struct Entry<'a> {
 impl Tree {
     pub fn new() -> Tree {
         Tree::default()
+    }
+
+    /// A tree that hands each file to `sink` as soon as it is added (its kustomization files
+    /// come from [`Tree::render`] at the end) and keeps only paths, roots and object counts:
+    /// [`Tree::entries`] of a streaming tree is empty.
+    pub fn streaming(sink: Box<SinkFn>) -> Tree {
+        Tree {
+            sink: Some(Sink(std::sync::Arc::new(std::sync::Mutex::new(sink)))),
+            ..Tree::default()
+        }
+    }
+
+    /// Whether files go to a sink as they are added (see [`Tree::streaming`]).
+    pub fn is_streaming(&self) -> bool {
+        self.sink.is_some()
     }
 
     /// Declares `dir` a directory Flux points at: it gets a derived `kustomization.yaml`.
@@ -141,9 +178,38 @@ impl Tree {
     }
 
     fn insert(&mut self, path: &str, contents: Contents) -> Result<(), Error> {
-        if self.files.insert(path.to_owned(), contents).is_some() {
+        if self.files.contains_key(path) {
             return Err(Error::Tree(format!("`{path}` is generated twice")));
         }
+        let contents = match (&self.sink, contents) {
+            (None, contents) => contents,
+            (Some(sink), contents) => {
+                let text = match &contents {
+                    Contents::Objects { objects, .. } => {
+                        for object in objects {
+                            let kind = object.value["kind"].as_str().unwrap_or("?");
+                            *self.kinds.entry(kind.to_owned()).or_insert(0) += 1;
+                        }
+                        objects_text(objects)
+                    }
+                    Contents::Text(text) => text.clone(),
+                    Contents::SentObjects | Contents::Sent => String::new(),
+                };
+                let mut sink = sink
+                    .0
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                sink(path, &text).map_err(|source| Error::Sink {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                match contents {
+                    Contents::Objects { .. } => Contents::SentObjects,
+                    _ => Contents::Sent,
+                }
+            }
+        };
+        self.files.insert(path.to_owned(), contents);
         Ok(())
     }
 
@@ -160,8 +226,17 @@ impl Tree {
                         object,
                     })
                     .collect::<Vec<_>>(),
-                Contents::Text(_) => Vec::new(),
+                Contents::Text(_) | Contents::SentObjects | Contents::Sent => Vec::new(),
             })
+    }
+
+    /// Every generated path: files and the roots' kustomization files.
+    pub fn paths(&self) -> impl Iterator<Item = String> + '_ {
+        self.files.keys().cloned().chain(
+            self.roots
+                .iter()
+                .map(|root| format!("{root}/kustomization.yaml")),
+        )
     }
 
     /// Every object as `(file, value)`.
@@ -181,7 +256,7 @@ impl Tree {
 
     /// Object counts per kind.
     pub fn kind_counts(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
+        let mut counts = self.kinds.clone();
         for (_, value) in self.objects() {
             let kind = value["kind"].as_str().unwrap_or("?").to_owned();
             *counts.entry(kind).or_insert(0) += 1;
@@ -189,24 +264,15 @@ impl Tree {
         counts
     }
 
-    /// What lands on disk: every file's bytes, plus a derived `kustomization.yaml` per root.
+    /// What lands on disk: every file's bytes, plus a derived `kustomization.yaml` per root (of
+    /// a streaming tree, only what the sink has not had: the kustomization files).
     pub fn render(&self) -> Result<BTreeMap<String, String>, Error> {
         let mut out = BTreeMap::new();
         for (path, contents) in &self.files {
             let text = match contents {
-                Contents::Objects { objects, .. } => {
-                    let mut text = String::with_capacity(
-                        HEADER.len() + objects.iter().map(|o| o.yaml.len() + 5).sum::<usize>(),
-                    );
-                    text.push_str(HEADER);
-                    text.push('\n');
-                    for object in objects {
-                        text.push_str("---\n");
-                        text.push_str(&object.yaml);
-                    }
-                    text
-                }
+                Contents::Objects { objects, .. } => objects_text(objects),
                 Contents::Text(text) => text.clone(),
+                Contents::SentObjects | Contents::Sent => continue,
             };
             out.insert(path.clone(), text);
         }
@@ -229,7 +295,9 @@ impl Tree {
         let files = self
             .files
             .iter()
-            .filter(|(_, contents)| matches!(contents, Contents::Objects { .. }))
+            .filter(|(_, contents)| {
+                matches!(contents, Contents::Objects { .. } | Contents::SentObjects)
+            })
             .map(|(path, _)| path.as_str());
         for path in files.chain(self.roots.iter().map(String::as_str)) {
             if let Some((root, relative)) = nearest_root(&self.roots, path) {
@@ -243,6 +311,20 @@ impl Tree {
         }
         out
     }
+}
+
+/// A YAML file's bytes: the header, then each object as its own document.
+fn objects_text(objects: &[Object]) -> String {
+    let mut text = String::with_capacity(
+        HEADER.len() + objects.iter().map(|o| o.yaml.len() + 5).sum::<usize>(),
+    );
+    text.push_str(HEADER);
+    text.push('\n');
+    for object in objects {
+        text.push_str("---\n");
+        text.push_str(&object.yaml);
+    }
+    text
 }
 
 /// Directories Flux points at get a derived kustomization.yaml; none is added by hand.
@@ -396,5 +478,79 @@ mod tests {
             .map(|e| (e.file, e.object.describe()))
             .collect();
         assert_eq!(all, [("flux/a.yaml", "ConfigMap/demo/a".to_owned())]);
+    }
+
+    #[test]
+    fn a_streaming_tree_hands_each_file_to_its_sink_and_keeps_paths_and_counts() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+        let sink = {
+            let seen = seen.clone();
+            Box::new(move |path: &str, text: &str| {
+                seen.lock()
+                    .unwrap()
+                    .push((path.to_owned(), text.to_owned()));
+                Ok(())
+            })
+        };
+        let mut streaming = Tree::streaming(sink);
+        let mut whole = Tree::new();
+        for tree in [&mut streaming, &mut whole] {
+            tree.add_root("flux/a");
+            tree.add_objects(
+                "x",
+                "flux/a/one.yaml",
+                vec![config_map("one"), config_map("two")],
+            )
+            .expect("new path");
+            tree.add_text("CODEOWNERS", "* @a\n".into())
+                .expect("new path");
+        }
+        let whole_files = whole.render().expect("renders");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "flux/a/one.yaml".to_owned(),
+                    whole_files["flux/a/one.yaml"].clone()
+                ),
+                ("CODEOWNERS".to_owned(), "* @a\n".to_owned())
+            ]
+        );
+        // What is left to write: the derived kustomization file, listing the streamed file.
+        let rest = streaming.render().expect("renders");
+        assert_eq!(
+            rest.keys().collect::<Vec<_>>(),
+            ["flux/a/kustomization.yaml"]
+        );
+        assert_eq!(
+            rest["flux/a/kustomization.yaml"],
+            whole_files["flux/a/kustomization.yaml"]
+        );
+        assert_eq!(streaming.entries().count(), 0);
+        assert_eq!(streaming.kind_counts(), whole.kind_counts());
+        assert_eq!(
+            streaming.paths().collect::<BTreeSet<_>>(),
+            whole_files.keys().cloned().collect::<BTreeSet<_>>()
+        );
+        // A duplicate is refused before it reaches the sink.
+        assert!(
+            streaming
+                .add_objects("x", "flux/a/one.yaml", vec![])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_sink_error_names_the_file() {
+        let mut tree = Tree::streaming(Box::new(|_, _| Err("disk full".into())));
+        let err = tree
+            .add_objects("x", "flux/a.yaml", vec![config_map("a")])
+            .expect_err("the sink fails");
+        assert_eq!(err.to_string(), "cannot write flux/a.yaml");
+        assert_eq!(
+            std::error::Error::source(&err).unwrap().to_string(),
+            "disk full"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! [`ensure_file_contents`]; in check mode nothing is written and every stale, missing or stray
 //! file is reported with a diff and the fixing command.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -30,10 +30,9 @@ pub struct Gen {
 impl Gen {
     pub fn run(self) -> anyhow::Result<()> {
         let spec = load_spec(self.spec.as_deref())?;
-        let tree = infra::render(&spec)?;
         let in_workspace = self.root.is_none();
         let root = self.root.unwrap_or_else(crate::project_root);
-        let mut outcome = generate(&root, &tree, Mode::Write)?;
+        let (tree, mut outcome) = generate_streaming(&root, &spec, Mode::Write)?;
         if in_workspace {
             crate::docs::generate_docs(&root, Mode::Write, &mut outcome)?;
         }
@@ -73,7 +72,7 @@ pub(crate) enum Mode {
 }
 
 /// What [`generate`] did (write mode) or found (check mode).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Outcome {
     /// Files written (write mode) or that would be (check mode).
     pub written: Vec<String>,
@@ -86,12 +85,41 @@ pub(crate) struct Outcome {
 
 /// Brings `root` in line with `tree` (write mode) or reports every difference (check mode).
 pub(crate) fn generate(root: &Path, tree: &Tree, mode: Mode) -> anyhow::Result<Outcome> {
-    let files = tree.render()?;
     let mut outcome = Outcome::default();
-    for (path, contents) in &files {
-        ensure_file_contents(root, path, contents, mode, "cargo xtask gen", &mut outcome)?;
+    finish(root, tree, mode, &mut outcome)?;
+    Ok(outcome)
+}
+
+/// [`generate`] for `spec`, each file written (or compared) as soon as it is rendered: memory
+/// holds a batch of services, not the tree. The tree returned keeps paths and counts only.
+pub(crate) fn generate_streaming(
+    root: &Path,
+    spec: &Spec,
+    mode: Mode,
+) -> anyhow::Result<(Tree, Outcome)> {
+    let outcome = std::sync::Arc::new(std::sync::Mutex::new(Outcome::default()));
+    let sink = {
+        let (root, outcome) = (root.to_owned(), outcome.clone());
+        Box::new(move |path: &str, text: &str| {
+            let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+            ensure_file_contents(&root, path, text, mode, "cargo xtask gen", &mut outcome)
+                .map_err(Into::into)
+        })
+    };
+    let tree = infra::render_into(spec, Tree::streaming(sink))?;
+    let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|p| p.into_inner()));
+    finish(root, &tree, mode, &mut outcome)?;
+    Ok((tree, outcome))
+}
+
+/// Writes what the tree still holds (all of a full tree, the kustomization files of a streaming
+/// one) and deletes (or reports) every file under `flux/` the tree does not generate.
+fn finish(root: &Path, tree: &Tree, mode: Mode, outcome: &mut Outcome) -> anyhow::Result<()> {
+    for (path, contents) in &tree.render()? {
+        ensure_file_contents(root, path, contents, mode, "cargo xtask gen", outcome)?;
     }
-    for stray in stray_files(root, &files)? {
+    let paths: BTreeSet<String> = tree.paths().collect();
+    for stray in stray_files(root, &paths)? {
         match mode {
             Mode::Write => {
                 let full = root.join(&stray);
@@ -105,7 +133,7 @@ pub(crate) fn generate(root: &Path, tree: &Tree, mode: Mode) -> anyhow::Result<O
         }
         outcome.removed.push(stray);
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// The single place generated files are written; `fix` is the command that regenerates `path`.
@@ -160,7 +188,7 @@ pub(crate) fn ensure_file_contents(
 }
 
 /// Files under the generated directory that the tree does not produce, relative to `root`.
-fn stray_files(root: &Path, files: &BTreeMap<String, String>) -> anyhow::Result<Vec<String>> {
+fn stray_files(root: &Path, files: &BTreeSet<String>) -> anyhow::Result<Vec<String>> {
     let mut stray = Vec::new();
     let mut pending = vec![root.join(GENERATED_DIR)];
     while let Some(dir) = pending.pop() {
@@ -184,7 +212,7 @@ fn stray_files(root: &Path, files: &BTreeMap<String, String>) -> anyhow::Result<
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            if !files.contains_key(&relative) {
+            if !files.contains(&relative) {
                 stray.push(relative);
             }
         }
@@ -214,6 +242,52 @@ mod tests {
         let guard = tempfile::tempdir().expect("a scratch dir");
         let dir = guard.path().to_owned();
         (guard, dir)
+    }
+
+    #[test]
+    fn streaming_gen_writes_the_bytes_of_the_whole_tree_and_removes_strays_alike() {
+        let (_a, whole) = scratch();
+        let (_b, streamed) = scratch();
+        let spec = infra::testing::spec();
+        let first = generate(&whole, infra::testing::tree(), Mode::Write).expect("writes");
+        std::fs::create_dir_all(streamed.join("flux/apps/gone")).expect("mkdir");
+        std::fs::write(streamed.join("flux/apps/gone/old.yaml"), "x").expect("write");
+        let (tree, outcome) = generate_streaming(&streamed, spec, Mode::Write).expect("writes");
+        assert_eq!(outcome.written.len(), first.written.len());
+        assert_eq!(outcome.removed, ["flux/apps/gone/old.yaml"]);
+        assert_eq!(
+            tree.entries().count(),
+            0,
+            "a streaming tree keeps no objects"
+        );
+        assert_eq!(tree.kind_counts(), infra::testing::tree().kind_counts());
+        for path in &first.written {
+            assert_eq!(
+                std::fs::read_to_string(streamed.join(path)).expect("streamed"),
+                std::fs::read_to_string(whole.join(path)).expect("whole"),
+                "{path}"
+            );
+        }
+        // Check mode streams too: the written tree is current, a changed file is reported.
+        let (_, current) = generate_streaming(&streamed, spec, Mode::Check).expect("reads");
+        assert_eq!(current.problems, Vec::<String>::new());
+        let file = streamed.join("flux/apps/antaeus/production/service.yaml");
+        std::fs::write(&file, "changed").expect("write");
+        let (_, stale) = generate_streaming(&streamed, spec, Mode::Check).expect("reads");
+        assert_eq!(stale.problems.len(), 1, "{:?}", stale.problems);
+        assert!(stale.problems[0].starts_with("flux/apps/antaeus/production/service.yaml: stale"));
+    }
+
+    #[test]
+    fn a_file_the_sink_cannot_write_fails_gen_naming_the_file() {
+        let (_guard, dir) = scratch();
+        // `flux` is a file: nothing under it can be created.
+        std::fs::write(dir.join("flux"), "not a directory").expect("write");
+        let err = generate_streaming(&dir, infra::testing::spec(), Mode::Write)
+            .expect_err("cannot write under a file");
+        let chain = format!("{err:#}");
+        assert!(chain.starts_with("cannot write flux/"), "{chain}");
+        assert!(chain.contains("Not a directory"), "{chain}");
     }
 
     #[test]
@@ -247,7 +321,8 @@ mod tests {
         let text = std::fs::read_to_string(dir.join(stale)).expect("generated");
         std::fs::write(dir.join(stale), text.replace("port: 8000", "port: 8001"))
             .expect("writable");
-        std::fs::remove_file(dir.join("flux/clusters/staging/infrastructure.yaml")).expect("generated");
+        std::fs::remove_file(dir.join("flux/clusters/staging/infrastructure.yaml"))
+            .expect("generated");
         std::fs::write(
             dir.join("flux/apps/antaeus/production/extra.yaml"),
             "kind: ConfigMap\n",

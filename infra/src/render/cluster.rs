@@ -131,7 +131,10 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
     let mut by_team: std::collections::BTreeMap<&str, Vec<&crate::spec::Service>> =
         std::collections::BTreeMap::new();
     for service in &spec.services {
-        by_team.entry(service.team.as_str()).or_default().push(service);
+        by_team
+            .entry(service.team.as_str())
+            .or_default()
+            .push(service);
     }
     for team in &spec.teams {
         let Some(services) = by_team.get(team.name.as_str()) else {

@@ -87,19 +87,37 @@ pub(super) fn one<T: serde::Serialize>(object: &T) -> Result<Vec<Object>, Error>
     Ok(vec![Object::new(object)?])
 }
 
-/// Renders every service of `spec` in `env` into `tree`.
+/// Services rendered at once before they go into the tree: what a streaming tree holds.
+const BATCH: usize = 256;
+
+/// Renders every service of `spec` in `env` into `tree`, a batch of services at a time.
 pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Error> {
     let callees = callees(spec);
-    // Services are independent: serialise them on every core, then insert in one place (the
-    // tree is ordered by path, so the result does not depend on which thread finished first).
+    for batch in spec.services.chunks(BATCH) {
+        for service in render_batch(spec, env, &callees, batch)? {
+            tree.add_root(&service.app_dir);
+            for (path, objects) in service.files {
+                tree.add_objects(env, &path, objects)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serialises `services` on every core; the result is in the services' order (the tree is
+/// ordered by path, so nothing depends on which thread finished first).
+fn render_batch(
+    spec: &Spec,
+    env: &str,
+    callees: &BTreeMap<&str, Vec<(&str, i32)>>,
+    services: &[spec::Service],
+) -> Result<Vec<ServiceFiles>, Error> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = spec.services.len().div_ceil(workers).max(1);
+    let chunk = services.len().div_ceil(workers).max(1);
     let rendered: Vec<Result<Vec<ServiceFiles>, Error>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = spec
-            .services
+        let handles: Vec<_> = services
             .chunks(chunk)
             .map(|services| {
-                let callees = &callees;
                 scope.spawn(move || {
                     services
                         .iter()
@@ -123,15 +141,11 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
             .map(|h| h.join().expect("rendering a service does not panic"))
             .collect()
     });
+    let mut out = Vec::with_capacity(services.len());
     for files in rendered {
-        for service in files? {
-            tree.add_root(&service.app_dir);
-            for (path, objects) in service.files {
-                tree.add_objects(env, &path, objects)?;
-            }
-        }
+        out.extend(files?);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// One service's files in one environment: its tenant files and its app directory.
