@@ -169,14 +169,13 @@ impl BenchGen {
         let copy_to = work.join(format!("copy-{services}"));
         let copy = self.best(|| {
             remove(&copy_to)?;
-            let cost = run_child(
+            run_child(
                 Command::new("cp")
                     .arg("-r")
                     .arg(out.join("flux"))
                     .arg(&copy_to),
             )
-            .map(|(cost, _)| cost);
-            cost
+            .map(|(cost, _)| cost)
         })?;
         remove(&copy_to)?;
         Ok(Size {
