@@ -31,22 +31,38 @@ impl Verify {
         let root = self.root.unwrap_or_else(crate::project_root);
         let spec = load_spec(self.spec.as_deref())?;
         let tree = infra::render(&spec)?;
-        let mut generated = generate(&root, &tree, Mode::Check)?;
-        if in_workspace {
-            crate::docs::generate_docs(&root, Mode::Check, &mut generated)?;
-        }
-        let mut problems = generated.problems;
-        // Paths on disk that are not the rendered tree's: their roots go to the real tool.
-        let differing: Vec<String> = generated
-            .written
-            .iter()
-            .chain(&generated.removed)
-            .cloned()
-            .collect();
-        let builds = crate::kustomize::builds::check(&root, &tree, &differing, self.kustomize_all);
+        // The steps only read the tree: the file comparison and the kustomize builds (mostly
+        // disk and kubectl processes), the cross-object checks and the policy bundle (one thread
+        // per environment) run side by side.
+        let (files, checks, reports) = std::thread::scope(|scope| {
+            let files = scope.spawn(|| -> anyhow::Result<_> {
+                let mut generated = generate(&root, &tree, Mode::Check)?;
+                if in_workspace {
+                    crate::docs::generate_docs(&root, Mode::Check, &mut generated)?;
+                }
+                // Paths on disk that are not the rendered tree's: their roots go to the real tool.
+                let differing: Vec<String> = generated
+                    .written
+                    .iter()
+                    .chain(&generated.removed)
+                    .cloned()
+                    .collect();
+                let builds =
+                    crate::kustomize::builds::check(&root, &tree, &differing, self.kustomize_all);
+                Ok((generated.problems, builds))
+            });
+            let checks = scope.spawn(|| infra::checks::run(&tree));
+            let reports = policy_reports(&spec, &tree);
+            (
+                files.join().expect("the file check does not panic"),
+                checks.join().expect("the cross-object checks do not panic"),
+                reports,
+            )
+        });
+        let (mut problems, builds) = files?;
         problems.extend(builds.problems);
-        problems.extend(infra::checks::run(&tree).iter().map(ToString::to_string));
-        let reports = policy_reports(&spec, &tree)?;
+        problems.extend(checks.iter().map(ToString::to_string));
+        let reports = reports?;
         for report in &reports {
             print!("{report}");
             problems.extend(
