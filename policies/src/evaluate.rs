@@ -3,6 +3,13 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::{CowVal, Val};
+#[cfg(test)]
 use cel::objects::{Key, Map};
 use cel::{Context, Env, Program, Value};
 
@@ -95,6 +102,7 @@ pub(crate) fn compile(env: &Env, expression: &str, site: Site) -> Result<Program
 
 /// Converts a JSON value (a manifest) into a CEL value; integers stay integers, as the API
 /// server's schema-typed values do.
+#[cfg(test)]
 pub(crate) fn to_cel(value: &serde_json::Value) -> Value {
     match value {
         serde_json::Value::Null => Value::Null,
@@ -119,20 +127,50 @@ pub(crate) fn to_cel(value: &serde_json::Value) -> Value {
     }
 }
 
+/// A JSON value (a manifest) as the CEL value the evaluator works on, borrowing its strings:
+/// the same value [`to_cel`] gives (integers stay integers, as the API server's schema-typed
+/// values do), built in one pass instead of a [`Value`] copied again into the evaluator's own
+/// representation when it is bound.
+pub(crate) fn to_val(value: &serde_json::Value) -> Box<dyn Val + '_> {
+    match value {
+        serde_json::Value::Null => Box::new(CelNull),
+        serde_json::Value::Bool(b) => Box::new(CelBool::from(*b)),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        serde_json::Value::String(s) => Box::new(CelString::from(s.as_str())),
+        serde_json::Value::Array(items) => {
+            Box::new(CelList::from(items.iter().map(to_val).collect::<Vec<_>>()))
+        }
+        serde_json::Value::Object(fields) => Box::new(CelMap::from(
+            fields
+                .iter()
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), to_val(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
+    }
+}
+
 /// The variables every expression of one request sees: `object`, `oldObject`, `request`, and
-/// `params` (null unless the object's namespace has the platform's settings).
-pub(crate) fn object_context(
+/// `params` (null unless the object's namespace has the platform's settings), each borrowed
+/// from the JSON it is read from.
+pub(crate) fn object_context<'v>(
     env: &Arc<Env>,
-    object: Value,
-    old_object: Value,
-    request: Value,
-    params: Value,
-) -> Context<'static, 'static> {
+    object: Option<&'v serde_json::Value>,
+    old_object: Option<&'v serde_json::Value>,
+    request: Option<&'v serde_json::Value>,
+    params: Option<&'v serde_json::Value>,
+) -> Context<'v, 'v> {
     let mut context = Context::with_env(Arc::clone(env));
-    context.add_variable_from_value("object", object);
-    context.add_variable_from_value("oldObject", old_object);
-    context.add_variable_from_value("request", request);
-    context.add_variable_from_value("params", params);
+    let bind = |value: Option<&'v serde_json::Value>| -> Box<dyn Val + 'v> {
+        value.map_or_else(|| Box::new(CelNull), to_val)
+    };
+    context.add_variable_as_val("object", bind(object));
+    context.add_variable_as_val("oldObject", bind(old_object));
+    context.add_variable_as_val("request", bind(request));
+    context.add_variable_as_val("params", bind(params));
     context
 }
 
@@ -155,15 +193,27 @@ pub(crate) type Failures = Vec<(String, String)>;
 /// that fails is left unbound and recorded in `failures`: an expression using it then fails,
 /// which is how the API server reports it too.
 pub(crate) fn bind_variables(
-    scope: &mut Context<'_, 'static>,
+    scope: &mut Context<'_, '_>,
     variables: &[(String, Program)],
     failures: &mut Failures,
 ) {
     for (name, program) in variables {
-        match program.execute(scope) {
-            Ok(value) => scope.add_variable_from_value(format!("variables.{name}"), value),
-            Err(err) => record_failure(name, &err.to_string(), failures),
-        }
+        bind_variable(scope, name, program, failures);
+    }
+}
+
+/// Evaluates one variable into `scope`. Its value is bound as the evaluator computed it (a
+/// copy of what it borrows, such as `object.spec.template.spec`), not converted into a
+/// [`Value`] and back.
+fn bind_variable(
+    scope: &mut Context<'_, '_>,
+    name: &str,
+    program: &Program,
+    failures: &mut Failures,
+) {
+    match Value::resolve_val(program.expression(), scope).map(CowVal::into_owned) {
+        Ok(value) => scope.add_variable_as_val(format!("variables.{name}"), value),
+        Err(err) => record_failure(name, &err.to_string(), failures),
     }
 }
 
@@ -181,28 +231,24 @@ fn record_failure(name: &str, error: &str, failures: &mut Failures) {
 
 /// Like [`bind_variables`], for the variables whose flag in `needed` is set.
 pub(crate) fn bind_variables_where(
-    scope: &mut Context<'_, 'static>,
+    scope: &mut Context<'_, '_>,
     variables: &[(String, Program)],
     needed: &[bool],
     failures: &mut Failures,
 ) {
     for ((name, program), needed) in variables.iter().zip(needed) {
-        if !*needed {
-            continue;
-        }
-        match program.execute(scope) {
-            Ok(value) => scope.add_variable_from_value(format!("variables.{name}"), value),
-            Err(err) => record_failure(name, &err.to_string(), failures),
+        if *needed {
+            bind_variable(scope, name, program, failures);
         }
     }
 }
 
 /// A child scope of `context` with `variables` evaluated and bound.
-pub(crate) fn with_variables<'p>(
-    context: &'p Context<'p, 'static>,
+pub(crate) fn with_variables<'p, 'v>(
+    context: &'p Context<'p, 'v>,
     variables: &[(String, Program)],
     failures: &mut Failures,
-) -> Context<'p, 'static> {
+) -> Context<'p, 'v> {
     let mut scope = context.new_inner_scope();
     bind_variables(&mut scope, variables, failures);
     scope
@@ -237,7 +283,7 @@ mod tests {
     fn eval(expression: &str, object: serde_json::Value) -> Result<bool, String> {
         let env = environment();
         let program = compile(&env, expression, Site::Body)?;
-        let context = object_context(&env, to_cel(&object), Value::Null, Value::Null, Value::Null);
+        let context = object_context(&env, Some(&object), None, None, None);
         eval_bool(&program, &context)
     }
 
@@ -290,13 +336,8 @@ mod tests {
             "spec".to_owned(),
             compile(&env, "object.spec.template", Site::Body).expect("compiles"),
         )];
-        let context = object_context(
-            &env,
-            to_cel(&serde_json::json!({"spec": {}})),
-            Value::Null,
-            Value::Null,
-            Value::Null,
-        );
+        let object = serde_json::json!({"spec": {}});
+        let context = object_context(&env, Some(&object), None, None, None);
         let mut failures = Failures::new();
         let scope = with_variables(&context, &variables, &mut failures);
         let check = "variables.spec == 1";
@@ -334,16 +375,37 @@ mod tests {
                 compile(&env, "variables.a * 2", Site::Body).expect("compiles"),
             ),
         ];
-        let context = object_context(
-            &env,
-            to_cel(&serde_json::json!({"n": 1})),
-            Value::Null,
-            Value::Null,
-            Value::Null,
-        );
+        let object = serde_json::json!({"n": 1});
+        let context = object_context(&env, Some(&object), None, None, None);
         let scope = with_variables(&context, &variables, &mut Failures::new());
         let check = compile(&env, "variables.b == 4", Site::Body).expect("compiles");
         assert_eq!(eval_bool(&check, &scope), Ok(true));
+    }
+
+    #[test]
+    fn the_bound_json_is_the_value_the_cel_crate_converts_it_to() {
+        // Every JSON type, nested, including a uint beyond int's range and a float.
+        let json = serde_json::json!({
+            "s": "a", "i": -3, "u": u64::MAX, "f": 1.5, "t": true, "n": null,
+            "list": [1, "x", [2], {"k": []}], "map": {"inner": {"deep": [null, false]}}
+        });
+        let changed = serde_json::json!({"s": "b"});
+        let env = environment();
+        let mut context = Context::with_env(Arc::clone(&env));
+        context.add_variable_from_value("converted", to_cel(&json));
+        context.add_variable_as_val("bound", to_val(&json));
+        for expression in [
+            "bound == converted",
+            "type(bound.u) == uint && type(bound.i) == int && type(bound.f) == double",
+            "bound.map.inner.deep[1] == false && bound.n == null && size(bound.list) == 4",
+            "bound.list.exists(x, x == 'x') && has(bound.map.inner) && !has(bound.map.other)",
+        ] {
+            let program = compile(&env, expression, Site::Body).expect("compiles");
+            assert_eq!(eval_bool(&program, &context), Ok(true), "{expression}");
+        }
+        context.add_variable_as_val("other", to_val(&changed));
+        let program = compile(&env, "other.s == bound.s", Site::Body).expect("compiles");
+        assert_eq!(eval_bool(&program, &context), Ok(false));
     }
 
     #[test]

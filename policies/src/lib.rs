@@ -16,7 +16,7 @@ pub mod testing;
 pub use admission::AdmissionLabels;
 pub use bundle::{Bundle, CheckContext, PARAMS_CONFIG_MAP, UNCHECKED_NAMESPACES};
 pub use exemption::{Exemption, load_exemptions};
-pub use load::{Kustomize, SourcedObject, load_manifests};
+pub use load::{Kustomize, SourcedObject, SourcedRef, load_manifests};
 pub use report::{Exempted, Report, Violation};
 pub use request::{Admission, Operation, UserInfo};
 pub use rules::{Equivalents, MatchGroup, NamedExpression, NamedMatch, Rule, Severity, Validation};

@@ -30,7 +30,35 @@ impl SourcedObject {
 
     /// The object the request is about: the object, or for a `DELETE` the old one.
     pub fn subject(&self) -> &serde_json::Value {
-        match (&self.object, &self.admission.old_object) {
+        self.borrowed().subject()
+    }
+
+    /// The same object, borrowed.
+    pub fn borrowed(&self) -> SourcedRef<'_> {
+        SourcedRef {
+            file: &self.file,
+            object: &self.object,
+            admission: &self.admission,
+        }
+    }
+}
+
+/// A [`SourcedObject`] whose parts live elsewhere: what [`crate::Bundle::check_borrowed`] judges,
+/// so a caller that already holds the objects (a rendered tree) checks them without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct SourcedRef<'a> {
+    /// The file the object was read from.
+    pub file: &'a Path,
+    /// The object; `null` for a `DELETE`, whose object is `admission.old_object`.
+    pub object: &'a serde_json::Value,
+    /// The request that carries it.
+    pub admission: &'a Admission,
+}
+
+impl<'a> SourcedRef<'a> {
+    /// The object the request is about: the object, or for a `DELETE` the old one.
+    pub fn subject(&self) -> &'a serde_json::Value {
+        match (self.object, &self.admission.old_object) {
             (serde_json::Value::Null, Some(old)) => old,
             (object, _) => object,
         }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use infra::{Spec, Tree};
-use policies::{Admission, Bundle, CheckContext, Report, Severity, SourcedObject};
+use policies::{Admission, Bundle, CheckContext, Report, Severity, SourcedRef};
 
 use crate::generate::{Mode, generate, load_spec};
 
@@ -124,20 +124,32 @@ pub(crate) fn policy_reports(spec: &Spec, tree: &Tree) -> anyhow::Result<Vec<Rep
             .map(|env| {
                 let exemptions = &exemptions;
                 scope.spawn(move || {
-                    let objects: Vec<SourcedObject> = tree
+                    // The tree's own objects, borrowed; each file's request is a CREATE by the
+                    // identity that applies the file (one Admission per file, not per object).
+                    let entries: Vec<_> = tree
                         .entries()
                         .filter(|entry| entry.cluster == env.name)
-                        .map(|entry| SourcedObject {
-                            file: entry.file.into(),
-                            object: entry.object.value().clone(),
-                            admission: Admission::create_as(infra::render::applier(entry.file)),
+                        .collect();
+                    let mut admissions: std::collections::HashMap<&str, Admission> =
+                        std::collections::HashMap::new();
+                    for entry in &entries {
+                        admissions.entry(entry.file).or_insert_with(|| {
+                            Admission::create_as(infra::render::applier(entry.file))
+                        });
+                    }
+                    let objects: Vec<SourcedRef> = entries
+                        .iter()
+                        .map(|entry| SourcedRef {
+                            file: std::path::Path::new(entry.file),
+                            object: entry.object.value(),
+                            admission: &admissions[entry.file],
                         })
                         .collect();
                     let context = CheckContext {
                         environment: Some(env.name.clone()),
                         user: None,
                     };
-                    bundle.check(&context, &objects, exemptions)
+                    bundle.check_borrowed(&context, &objects, exemptions)
                 })
             })
             .collect();

@@ -7,7 +7,7 @@ use super::{Bundle, CheckContext, Meta, PARAMS_CONFIG_MAP, UNCHECKED_NAMESPACES}
 use crate::evaluate::{self, Failures};
 use crate::report::{Exempted, Report, Violation};
 use crate::request::RequestParts;
-use crate::{Error, Exemption, Rule, SourcedObject, UserInfo, kinds};
+use crate::{Error, Exemption, Rule, SourcedObject, SourcedRef, UserInfo, kinds};
 
 impl Bundle {
     /// Runs every applicable rule over every object, the way the API server would admit each
@@ -23,6 +23,17 @@ impl Bundle {
         &self,
         context: &CheckContext,
         objects: &[SourcedObject],
+        exemptions: &[Exemption],
+    ) -> Result<Report, Error> {
+        let borrowed: Vec<SourcedRef> = objects.iter().map(SourcedObject::borrowed).collect();
+        self.check_borrowed(context, &borrowed, exemptions)
+    }
+
+    /// [`Bundle::check`] over objects held elsewhere (a rendered tree), without copying them.
+    pub fn check_borrowed(
+        &self,
+        context: &CheckContext,
+        objects: &[SourcedRef],
         exemptions: &[Exemption],
     ) -> Result<Report, Error> {
         let exemptions = self.compile_exemptions(exemptions)?;
@@ -44,7 +55,7 @@ impl Bundle {
         };
 
         for sourced in objects {
-            let admission = &sourced.admission;
+            let admission = sourced.admission;
             let parts = request_parts(sourced, &default_user);
             let meta = Meta::of(sourced.subject());
             if UNCHECKED_NAMESPACES.contains(&meta.namespace) {
@@ -71,13 +82,10 @@ impl Bundle {
             let namespace_params = params.get(meta.namespace).copied();
             let mut root = evaluate::object_context(
                 &self.env,
-                evaluate::to_cel(&sourced.object),
-                admission
-                    .old_object
-                    .as_ref()
-                    .map_or(Value::Null, evaluate::to_cel),
-                evaluate::to_cel(&request),
-                namespace_params.map_or(Value::Null, evaluate::to_cel),
+                Some(sourced.object),
+                admission.old_object.as_ref(),
+                Some(&request),
+                namespace_params,
             );
             let mut needed = vec![false; self.shared.len()];
             for &index in &matching {
@@ -176,10 +184,10 @@ impl Bundle {
 
 /// The request the API server would build for `sourced`, sent by its own user or `default_user`.
 pub(crate) fn request_parts<'a>(
-    sourced: &'a SourcedObject,
+    sourced: &SourcedRef<'a>,
     default_user: &'a UserInfo,
 ) -> RequestParts<'a> {
-    let admission = &sourced.admission;
+    let admission = sourced.admission;
     let meta = Meta::of(sourced.subject());
     let (resource_group, resource) = match &admission.resource {
         Some((group, resource)) => (group.as_str(), resource.as_str()),
@@ -200,12 +208,12 @@ pub(crate) fn request_parts<'a>(
 
 /// The platform's settings of each namespace: the [`PARAMS_CONFIG_MAP`] ConfigMap among the
 /// objects (the last one wins, as the last apply would).
-pub(crate) fn namespace_params(
-    objects: &[SourcedObject],
-) -> std::collections::HashMap<&str, &serde_json::Value> {
+pub(crate) fn namespace_params<'a>(
+    objects: &[SourcedRef<'a>],
+) -> std::collections::HashMap<&'a str, &'a serde_json::Value> {
     objects
         .iter()
-        .map(|o| &o.object)
+        .map(|o| o.object)
         .filter(|o| {
             o["apiVersion"] == "v1"
                 && o["kind"] == "ConfigMap"

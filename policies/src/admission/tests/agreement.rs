@@ -24,7 +24,7 @@ fn evaluate_policy(
     let env = evaluate::environment();
     let spec = policy.spec.as_ref().expect("policies have a spec");
     let checker = UserInfo::checker();
-    let parts = request_parts(request, &checker);
+    let parts = request_parts(&request.borrowed(), &checker);
     let resource = if parts.sub_resource.is_empty() {
         parts.resource.to_owned()
     } else {
@@ -51,16 +51,13 @@ fn evaluate_policy(
         binding.spec.param_ref.is_some(),
         "a policy with paramKind needs a binding with paramRef"
     );
+    let request_json = parts.to_json();
     let root = evaluate::object_context(
         &env,
-        evaluate::to_cel(&request.object),
-        request
-            .admission
-            .old_object
-            .as_ref()
-            .map_or(cel::Value::Null, evaluate::to_cel),
-        evaluate::to_cel(&parts.to_json()),
-        params.map_or(cel::Value::Null, evaluate::to_cel),
+        Some(&request.object),
+        request.admission.old_object.as_ref(),
+        Some(&request_json),
+        params,
     );
     for condition in spec.match_conditions.iter().flatten() {
         let program = evaluate::compile(&env, &condition.expression, Site::MatchCondition)
@@ -232,7 +229,8 @@ fn the_generated_policies_and_the_offline_check_agree_on_every_fixture() {
             "cluster",
         ),
     ));
-    let params = namespace_params(&params_objects);
+    let borrowed: Vec<_> = params_objects.iter().map(SourcedObject::borrowed).collect();
+    let params = namespace_params(&borrowed);
     let context = CheckContext {
         environment: Some("production".into()),
         user: None,
