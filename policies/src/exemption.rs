@@ -94,7 +94,8 @@ impl Exemption {
     }
 
     /// The CEL match condition: true (the rule applies) unless the request is for the exempted
-    /// object, or is Kubernetes' controller creating an object of the kind it makes from it,
+    /// object in its namespace (the offline check only evaluates the exemptions of a request's
+    /// namespace, relying on the condition's first clause; a test keeps that so), or is Kubernetes' controller creating an object of the kind it makes from it,
     /// owned by it. Validated names contain only `[a-z0-9.-]`, so they are quoted safely; dots
     /// are escaped inside regular expressions.
     pub(crate) fn condition(&self) -> String {
@@ -172,6 +173,43 @@ pub fn load_exemptions(path: &Path) -> Result<Vec<Exemption>, Error> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn every_condition_holds_unless_the_request_is_in_the_exemptions_namespace() {
+        // Bundle::check evaluates only the exemptions of the request's namespace: sound only
+        // while each condition is `!(request.namespace == '<namespace>' && …)`.
+        for kind in [
+            "Deployment",
+            "CronJob",
+            "StatefulSet",
+            "Job",
+            "Service",
+            "ClusterRole",
+        ] {
+            let namespace = if kind == "ClusterRole" { "" } else { "antaeus" };
+            let exemption = Exemption {
+                kind: kind.into(),
+                namespace: namespace.into(),
+                ..antaeus()
+            };
+            let condition = exemption.condition();
+            assert!(
+                condition.starts_with(&format!("!(request.namespace == '{namespace}' && ")),
+                "{condition}"
+            );
+            // ... and that parenthesis closes at the very end: nothing is or-ed outside it.
+            let mut depth = 0;
+            let closes_at = condition.char_indices().find_map(|(at, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                (c == ')' && depth == 0).then_some(at)
+            });
+            assert_eq!(closes_at, Some(condition.len() - 1), "{condition}");
+        }
+    }
 
     pub(crate) fn antaeus() -> Exemption {
         Exemption {

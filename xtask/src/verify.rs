@@ -30,7 +30,9 @@ impl Verify {
         let in_workspace = self.root.is_none();
         let root = self.root.unwrap_or_else(crate::project_root);
         let spec = load_spec(self.spec.as_deref())?;
-        let tree = infra::render(&spec)?;
+        // The process ends with this command: its tree (every object twice, as YAML and JSON)
+        // is left for the OS to reclaim instead of being freed object by object (~2% of CPU).
+        let tree: &Tree = Box::leak(Box::new(infra::render(&spec)?));
         // The steps only read the tree: the file comparison and the kustomize builds (mostly
         // disk and kubectl processes), the cross-object checks and the policy bundle (one thread
         // per environment) run side by side.
@@ -48,7 +50,7 @@ impl Verify {
                     .cloned()
                     .collect();
                 let builds =
-                    crate::kustomize::builds::check(&root, &tree, &differing, self.kustomize_all);
+                    crate::kustomize::builds::check(&root, tree, &differing, self.kustomize_all);
                 Ok((generated.problems, builds))
             });
             let checks = scope.spawn(|| infra::checks::run(&tree));

@@ -38,6 +38,18 @@ impl Bundle {
     ) -> Result<Report, Error> {
         let exemptions = self.compile_exemptions(exemptions)?;
         let mut used = vec![false; exemptions.len()];
+        // Each exemption's condition is `!(request.namespace == '<its namespace>' && …)`: only
+        // the exemptions of the request's namespace can waive a rule, so only those are
+        // evaluated (a platform with an exemption per service would otherwise evaluate all of
+        // them for every object a rule matches: quadratic).
+        let mut exemptions_of: std::collections::HashMap<(usize, &str), Vec<usize>> =
+            std::collections::HashMap::new();
+        for (e, (rule_index, exemption, _)) in exemptions.iter().enumerate() {
+            exemptions_of
+                .entry((*rule_index, exemption.namespace.as_str()))
+                .or_default()
+                .push(e);
+        }
         let environment = context.environment.as_deref();
         let default_user = context.user.clone().unwrap_or_else(UserInfo::checker);
         let active: Vec<usize> = (0..self.rules.len())
@@ -122,10 +134,14 @@ impl Bundle {
                         }
                     }
                 }
-                for (e, (rule_index, exemption, condition)) in exemptions.iter().enumerate() {
+                let candidates = exemptions_of
+                    .get(&(index, meta.namespace))
+                    .map_or(&[][..], Vec::as_slice);
+                for &e in candidates {
+                    let (_, exemption, condition) = &exemptions[e];
                     // A condition that errors is not an exemption: the rule then runs and
                     // reports whatever is wrong with the object.
-                    if *rule_index == index && evaluate::eval_bool(condition, &root) == Ok(false) {
+                    if evaluate::eval_bool(condition, &root) == Ok(false) {
                         used[e] = true;
                         report.exempted.push(Exempted {
                             rule: rule.name.clone(),
