@@ -268,19 +268,45 @@ impl Tree {
     /// a streaming tree, only what the sink has not had: the kustomization files).
     pub fn render(&self) -> Result<BTreeMap<String, String>, Error> {
         let mut out = BTreeMap::new();
-        for (path, contents) in &self.files {
-            let text = match contents {
-                Contents::Objects { objects, .. } => objects_text(objects),
-                Contents::Text(text) => text.clone(),
-                Contents::SentObjects | Contents::Sent => continue,
-            };
-            out.insert(path.clone(), text);
-        }
+        self.render_each(|path, text| {
+            out.insert(path.to_owned(), text.to_owned());
+            Ok::<(), Error>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Tree::render`] one file at a time, in the same order, without holding every file's
+    /// text at once (at 10,000 services that is hundreds of megabytes).
+    pub fn render_each<E: From<Error>>(
+        &self,
+        mut each: impl FnMut(&str, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut kustomizations = BTreeMap::new();
         for (root, resources) in self.resources() {
             let text = kustomize_file(root, &KustomizeConfig::new(resources))?;
-            out.insert(format!("{root}/kustomization.yaml"), text);
+            kustomizations.insert(format!("{root}/kustomization.yaml"), text);
         }
-        Ok(out)
+        // One sorted walk over both, as the map `render` returns is sorted.
+        let mut derived = kustomizations.iter().peekable();
+        for (path, contents) in &self.files {
+            while let Some((kpath, text)) =
+                derived.next_if(|(kpath, _)| kpath.as_str() < path.as_str())
+            {
+                each(kpath, text)?;
+            }
+            if kustomizations.contains_key(path) {
+                continue; // the derived one is what lands (as in `render`'s map)
+            }
+            match contents {
+                Contents::Objects { objects, .. } => each(path, &objects_text(objects))?,
+                Contents::Text(text) => each(path, text)?,
+                Contents::SentObjects | Contents::Sent => {}
+            }
+        }
+        for (kpath, text) in derived {
+            each(kpath, text)?;
+        }
+        Ok(())
     }
 
     /// The resources each root lists: the files under it (also in plain subdirectories) and the

@@ -115,9 +115,9 @@ pub(crate) fn generate_streaming(
 /// Writes what the tree still holds (all of a full tree, the kustomization files of a streaming
 /// one) and deletes (or reports) every file under `flux/` the tree does not generate.
 fn finish(root: &Path, tree: &Tree, mode: Mode, outcome: &mut Outcome) -> anyhow::Result<()> {
-    for (path, contents) in &tree.render()? {
-        ensure_file_contents(root, path, contents, mode, "cargo xtask gen", outcome)?;
-    }
+    tree.render_each(|path, contents| {
+        ensure_file_contents(root, path, contents, mode, "cargo xtask gen", outcome)
+    })?;
     let paths: BTreeSet<String> = tree.paths().collect();
     for stray in stray_files(root, &paths)? {
         match mode {

@@ -191,3 +191,21 @@ fn a_sink_error_names_the_file() {
         "disk full"
     );
 }
+
+#[test]
+fn render_each_hands_over_the_files_of_render_in_its_order() {
+    let tree = crate::testing::tree();
+    let mut each = Vec::new();
+    tree.render_each(|path, text| {
+        each.push((path.to_owned(), text.to_owned()));
+        Ok::<(), crate::Error>(())
+    })
+    .expect("renders");
+    let whole: Vec<(String, String)> = tree.render().expect("renders").into_iter().collect();
+    assert!(
+        whole
+            .iter()
+            .any(|(p, _)| p.ends_with("/kustomization.yaml"))
+    );
+    assert_eq!(each, whole);
+}
