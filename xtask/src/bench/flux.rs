@@ -150,7 +150,13 @@ impl BenchFlux {
                 window: Duration::from_secs(self.window),
                 timeout: Duration::from_secs(self.timeout),
             };
-            let figures = run.measure(sh, bins, &dir.join(format!("services-{services}")))?;
+            let figures = run
+                .measure(sh, bins, &dir.join(format!("services-{services}")))
+                .unwrap_or_else(|err| Figures {
+                    services,
+                    problem: Some(format!("{err:#}")),
+                    ..Figures::default()
+                });
             println!("  measured {}", one_line(&figures));
             rows.push(figures);
         }
@@ -242,17 +248,19 @@ pub(crate) fn report(rows: &[Figures]) -> String {
     out.push('\n');
     for f in rows {
         out.push_str(&format!(
-            "{:>6} services: initial reconcile {:.0} s of wall time, fetches {} advertisements + {} packs; readiness polled every {:.0} s{}\n",
+            "{:>6} services: initial reconcile {:.0} s of wall time, fetches {} advertisements + {} packs ({:.1} MB); readiness polled every {:.0} s{}\n",
             f.services,
             f.initial.wall.as_secs_f64(),
             f.initial.fetches.advertisements + f.initial.fetches.ls_refs,
             f.initial.fetches.packs,
+            f.initial.fetches.pack_bytes as f64 / 1e6,
             f.poll.as_secs_f64(),
             f.steady.map_or(String::new(), |p| format!(
-                "; steady window {:.0} s: {} advertisements, {} packs, source-controller {:.1} s CPU ({:.1}% of a core)",
+                "; steady window {:.0} s: {} advertisements, {} packs ({:.1} MB), source-controller {:.1} s CPU ({:.1}% of a core)",
                 p.wall.as_secs_f64(),
                 p.fetches.advertisements + p.fetches.ls_refs,
                 p.fetches.packs,
+                p.fetches.pack_bytes as f64 / 1e6,
                 p.source.as_secs_f64(),
                 100.0 * p.source.as_secs_f64() / p.wall.as_secs_f64().max(1e-9),
             )),
@@ -326,6 +334,7 @@ mod tests {
                     advertisements: services as u64,
                     packs: services as u64,
                     ls_refs: 0,
+                    pack_bytes: 1_000_000 * services as u64,
                 },
             },
             steady: Some(Phase {
@@ -336,6 +345,7 @@ mod tests {
                     advertisements: 2 * services as u64,
                     packs: 0,
                     ls_refs: 0,
+                    pack_bytes: 0,
                 },
             }),
             peak_rss: (80_000_000, 120_000_000),
@@ -359,6 +369,7 @@ mod tests {
             "{report}"
         );
         assert!(report.contains("advertisements/min 10.0x"), "{report}");
+        assert!(report.contains("100 packs (100.0 MB)"), "{report}");
     }
 
     #[test]

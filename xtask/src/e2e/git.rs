@@ -30,6 +30,8 @@ pub struct Fetches {
     pub packs: u64,
     /// `POST …/git-upload-pack` with protocol v2's `command=ls-refs`: an advertisement too.
     pub ls_refs: u64,
+    /// Bytes of the answers to the pack requests (what the git host sends for them).
+    pub pack_bytes: u64,
 }
 
 impl Fetches {
@@ -39,6 +41,7 @@ impl Fetches {
             advertisements: self.advertisements.saturating_sub(earlier.advertisements),
             packs: self.packs.saturating_sub(earlier.packs),
             ls_refs: self.ls_refs.saturating_sub(earlier.ls_refs),
+            pack_bytes: self.pack_bytes.saturating_sub(earlier.pack_bytes),
         }
     }
 }
@@ -48,6 +51,7 @@ struct Counters {
     advertisements: AtomicU64,
     packs: AtomicU64,
     ls_refs: AtomicU64,
+    pack_bytes: AtomicU64,
 }
 
 /// A request of the upload-pack (fetch) side of the smart HTTP protocol.
@@ -120,6 +124,7 @@ impl GitServer {
             advertisements: self.counters.advertisements.load(Ordering::SeqCst),
             packs: self.counters.packs.load(Ordering::SeqCst),
             ls_refs: self.counters.ls_refs.load(Ordering::SeqCst),
+            pack_bytes: self.counters.pack_bytes.load(Ordering::SeqCst),
         }
     }
 }
@@ -174,7 +179,8 @@ fn serve(mut stream: TcpStream, root: &Path, counters: &Counters) -> anyhow::Res
         reader.read_exact(&mut body)?;
         body
     };
-    let counter = match classify(method, path, query, &body) {
+    let request = classify(method, path, query, &body);
+    let counter = match request {
         Some(FetchRequest::Advertisement) => Some(&counters.advertisements),
         Some(FetchRequest::Pack) => Some(&counters.packs),
         Some(FetchRequest::LsRefs) => Some(&counters.ls_refs),
@@ -223,6 +229,10 @@ fn serve(mut stream: TcpStream, root: &Path, counters: &Counters) -> anyhow::Res
     };
     let cgi_headers = String::from_utf8_lossy(&output[..end]).into_owned();
     let content = &output[end + sep..];
+    if request == Some(FetchRequest::Pack) {
+        let bytes = u64::try_from(content.len()).unwrap_or(u64::MAX);
+        counters.pack_bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
     let mut status = "200 OK".to_string();
     let mut response = Vec::new();
     for line in cgi_headers.lines() {
@@ -426,7 +436,8 @@ mod tests {
             Fetches {
                 advertisements: 1,
                 packs: 0,
-                ls_refs: 0
+                ls_refs: 0,
+                pack_bytes: 0
             }
         );
         drop(server);

@@ -156,7 +156,17 @@ impl Run<'_> {
             },
             figures.poll,
         );
-        let ready = Snapshot::take(pids, &server)?;
+        let ready = match Snapshot::take(pids, &server) {
+            Ok(ready) => ready,
+            Err(err) => {
+                figures.problem = Some(format!(
+                    "{:#}",
+                    err.context(progress.problem.unwrap_or_default())
+                ));
+                eprintln!("{}", flux::diagnostics_not_ready(sh, &cluster, &procs, 20));
+                return Ok(figures);
+            }
+        };
         figures.initial = ready.since(&before);
         figures.sources_ready = progress.sources_ready;
         figures.all_ready = progress.all_ready;
@@ -187,13 +197,17 @@ impl Run<'_> {
                 }
                 std::thread::sleep(Duration::from_secs(1).min(until - Instant::now()));
             }
-            match died {
-                None => figures.steady = Some(Snapshot::take(pids, &server)?.since(&ready)),
-                Some(err) => figures.problem = Some(err),
+            match died.map_or_else(
+                || Snapshot::take(pids, &server),
+                |err| Err(anyhow::anyhow!(err)),
+            ) {
+                Ok(end) => figures.steady = Some(end.since(&ready)),
+                Err(err) => figures.problem = Some(format!("{err:#}")),
             }
         }
-        let end = Snapshot::take(pids, &server)?;
-        figures.peak_rss = (end.source.peak_rss, end.kustomize.peak_rss);
+        if let Ok(end) = Snapshot::take(pids, &server) {
+            figures.peak_rss = (end.source.peak_rss, end.kustomize.peak_rss);
+        }
         drop(procs);
         drop(server);
         Ok(figures)
