@@ -30,8 +30,9 @@ pub struct Sizing {
     /// Pods kwok's node takes; its CPU and memory grow with it (a quarter core and a quarter
     /// GiB a pod, never under the default's 32 and 256Gi), so the scheduler never runs short.
     pub pods: u32,
-    /// The controller-manager's and scheduler's API rate limit (QPS; burst twice that), instead of
-    /// their defaults (20 and 50 QPS), so that creating thousands of pods measures Flux, not them.
+    /// The controller-manager's and scheduler's API rate limit (QPS; burst twice that), instead
+    /// of their defaults (QPS/burst 20/30 and 50/100), so that creating thousands of pods
+    /// measures Flux, not them.
     pub client_qps: Option<u32>,
 }
 
