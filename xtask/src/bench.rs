@@ -1,6 +1,7 @@
 //! `cargo xtask bench <what>`: benchmarks that print figures against a baseline measured in the same run.
 
-mod generate;
+mod flux;
+pub(crate) mod generate;
 mod image;
 mod policy;
 mod provider;
@@ -19,6 +20,8 @@ enum What {
     Provider(provider::BenchProvider),
     /// The whole `gen` and `verify` commands on synthetic specs of 1,000 and 10,000 services.
     Gen(generate::BenchGen),
+    /// Flux at scale on the e2e's control plane with kwok: 100 and 1,000 services from one commit.
+    Flux(flux::BenchFlux),
     /// The provider image's size and warm build time, and the same digest every time.
     Image(image::BenchImage),
     /// The policy bundle alone over a synthetic platform, against a YAML-dump baseline.
@@ -30,6 +33,7 @@ impl Bench {
         match self.what {
             What::Provider(cmd) => cmd.run(),
             What::Gen(cmd) => cmd.run(),
+            What::Flux(cmd) => cmd.run(),
             What::Image(cmd) => cmd.run(),
             What::Policy(cmd) => cmd.run(),
         }

@@ -6,20 +6,20 @@
 
 mod attacks;
 mod checks;
-mod cluster;
+pub(crate) mod cluster;
 mod cni;
 pub(crate) mod components;
 mod containerd;
 mod drain;
 mod evasions;
-mod flux;
-mod git;
+pub(crate) mod flux;
+pub(crate) mod git;
 mod gomod;
 mod host;
 mod intruders;
 mod kube_router;
 mod lockdown;
-mod netns;
+pub(crate) mod netns;
 mod network;
 mod node;
 mod node_images;
@@ -32,10 +32,10 @@ mod realnode;
 mod realnode_checks;
 pub(crate) mod registry;
 mod side_doors;
-mod spec_copy;
+pub(crate) mod spec_copy;
 mod tenancy;
 mod timestamps;
-mod tree;
+pub(crate) mod tree;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

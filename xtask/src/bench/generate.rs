@@ -208,7 +208,7 @@ fn remove(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes the synthetic platform's `platform.toml` and `services/*.toml` under `dir`.
-fn write_spec(dir: &Path, services: usize, teams: usize) -> anyhow::Result<()> {
+pub(crate) fn write_spec(dir: &Path, services: usize, teams: usize) -> anyhow::Result<()> {
     remove(dir)?;
     let (platform, service_files) = infra::synthetic::sources(services, teams.max(1));
     for file in std::iter::once(&platform).chain(&service_files) {

@@ -24,6 +24,27 @@ const KWOK_POD_CIDR: &str = "10.244.0.0/24";
 /// Service addresses (kube-proxy and kube-router are told the same range).
 pub const SERVICE_CIDR: &str = "10.96.0.0/24";
 
+/// What a benchmark may change in the control plane it starts (the e2e keeps the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    /// Pods kwok's node takes; its CPU and memory grow with it (a quarter core and a quarter
+    /// GiB a pod, never under the default's 32 and 256Gi), so the scheduler never runs short.
+    pub pods: u32,
+    /// The controller-manager's and scheduler's API rate limit (QPS; burst twice that), instead
+    /// of their defaults (QPS/burst 20/30 and 50/100), so that creating thousands of pods
+    /// measures Flux, not them.
+    pub client_qps: Option<u32>,
+}
+
+impl Default for Sizing {
+    fn default() -> Self {
+        Self {
+            pods: 110,
+            client_qps: None,
+        }
+    }
+}
+
 /// A running control plane and the files a client needs to reach it.
 pub struct Cluster {
     pub dir: PathBuf,
@@ -41,6 +62,25 @@ impl Cluster {
         dir: &Path,
         procs: &mut Processes,
     ) -> anyhow::Result<Self> {
+        Self::start_sized(sh, root, bins, dir, procs, Sizing::default())
+    }
+
+    /// [`Cluster::start`] with a kwok node and client rate limits sized for a benchmark.
+    pub fn start_sized(
+        sh: &Shell,
+        root: &Path,
+        bins: &Binaries,
+        dir: &Path,
+        procs: &mut Processes,
+        sizing: Sizing,
+    ) -> anyhow::Result<Self> {
+        let rate_limit = |qps: u32| {
+            vec![
+                format!("--kube-api-qps={qps}"),
+                format!("--kube-api-burst={}", 2 * qps),
+            ]
+        };
+        let rate_limit = sizing.client_qps.map(rate_limit).unwrap_or_default();
         let pki = dir.join("pki");
         std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
         generate_ca(sh, &pki)?;
@@ -179,6 +219,7 @@ impl Cluster {
             "--node-cidr-mask-size=24",
         ]);
         kcm.extend(auth.iter().cloned());
+        kcm.extend(rate_limit.iter().cloned());
         procs.spawn(
             "kube-controller-manager",
             &bins.path("kube-controller-manager"),
@@ -192,6 +233,7 @@ impl Cluster {
             "--leader-elect=false",
         ]);
         scheduler.extend(auth.iter().cloned());
+        scheduler.extend(rate_limit.iter().cloned());
         procs.spawn(
             "kube-scheduler",
             &bins.path("kube-scheduler"),
@@ -229,7 +271,7 @@ impl Cluster {
             admin,
             server,
         };
-        let node = node_manifest();
+        let node = node_manifest(sizing.pods);
         cluster.kubectl(sh, &["apply", "-f", "-"], Some(&node))?;
         let took = wait_until(
             "the kwok node Ready and the default ServiceAccount (controller-manager)",
@@ -380,7 +422,10 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// The kwok node: kwok manages nodes with this annotation and reports them Ready; no taint, so
 /// the Deployments of the tree schedule onto it unchanged. Its podCIDR is set, so the
 /// controller-manager hands the real node another range.
-fn node_manifest() -> String {
+fn node_manifest(pods: u32) -> String {
+    let cpu = (pods / 4).max(32).to_string();
+    let memory = format!("{}Gi", (pods / 4).max(256));
+    let pods = pods.to_string();
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -396,9 +441,29 @@ fn node_manifest() -> String {
         },
         "spec": {"podCIDR": KWOK_POD_CIDR, "podCIDRs": [KWOK_POD_CIDR]},
         "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": pods},
+            "capacity": {"cpu": cpu, "memory": memory, "pods": pods},
         },
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_kwok_node_is_the_e2es_and_a_bench_node_grows_with_its_pods() {
+        let node: serde_json::Value =
+            serde_json::from_str(&node_manifest(Sizing::default().pods)).unwrap();
+        let capacity = &node["status"]["capacity"];
+        assert_eq!(capacity["cpu"], "32");
+        assert_eq!(capacity["memory"], "256Gi");
+        assert_eq!(capacity["pods"], "110");
+        let node: serde_json::Value = serde_json::from_str(&node_manifest(4000)).unwrap();
+        let allocatable = &node["status"]["allocatable"];
+        assert_eq!(allocatable["cpu"], "1000");
+        assert_eq!(allocatable["memory"], "1000Gi");
+        assert_eq!(allocatable["pods"], "4000");
+    }
 }

@@ -293,14 +293,44 @@ pub fn request_reconcile(
 
 /// Kustomization conditions and the controllers' last log lines, for a failed run.
 pub fn diagnostics(sh: &Shell, cluster: &Cluster, procs: &Processes) -> String {
+    report(sh, cluster, procs, None)
+}
+
+/// [`diagnostics`] for a tree of thousands of Kustomizations: only those not Ready, at most
+/// `limit` of them, then how many more.
+pub fn diagnostics_not_ready(
+    sh: &Shell,
+    cluster: &Cluster,
+    procs: &Processes,
+    limit: usize,
+) -> String {
+    report(sh, cluster, procs, Some(limit))
+}
+
+fn report(sh: &Shell, cluster: &Cluster, procs: &Processes, not_ready: Option<usize>) -> String {
     let mut out = String::from("Kustomization conditions:\n");
     match states(sh, cluster) {
         Ok(states) => {
-            for s in states {
+            let total = states.len();
+            let shown: Vec<State> = match not_ready {
+                None => states,
+                Some(_) => states
+                    .into_iter()
+                    .filter(|s| s.ready != Some(true))
+                    .collect(),
+            };
+            let limit = not_ready.unwrap_or(usize::MAX);
+            if not_ready.is_some() {
+                out.push_str(&format!("  {} of {total} not Ready\n", shown.len()));
+            }
+            for s in shown.iter().take(limit) {
                 out.push_str(&format!(
                     "  {}/{}: ready={:?} reason={} applied={} attempted={}\n    {}\n",
                     s.namespace, s.name, s.ready, s.reason, s.applied, s.attempted, s.message
                 ));
+            }
+            if shown.len() > limit {
+                out.push_str(&format!("  … and {} more\n", shown.len() - limit));
             }
         }
         Err(err) => out.push_str(&format!("  (cannot list them: {err:#})\n")),

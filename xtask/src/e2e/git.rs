@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -17,6 +17,69 @@ pub struct GitServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+/// What the server has answered so far: the fetches a git host would see.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fetches {
+    /// `GET …/info/refs?service=git-upload-pack`: a client asking which commit each ref is at
+    /// (every fetch starts so; source-controller stops here when the commit has not changed).
+    pub advertisements: u64,
+    /// `POST …/git-upload-pack` asking for objects: a clone or fetch that downloads a pack.
+    pub packs: u64,
+    /// `POST …/git-upload-pack` with protocol v2's `command=ls-refs`: an advertisement too.
+    pub ls_refs: u64,
+    /// Bytes of the answers to the pack requests (what the git host sends for them).
+    pub pack_bytes: u64,
+}
+
+impl Fetches {
+    /// What was served between `earlier` and `self`.
+    pub fn since(self, earlier: Fetches) -> Fetches {
+        Fetches {
+            advertisements: self.advertisements.saturating_sub(earlier.advertisements),
+            packs: self.packs.saturating_sub(earlier.packs),
+            ls_refs: self.ls_refs.saturating_sub(earlier.ls_refs),
+            pack_bytes: self.pack_bytes.saturating_sub(earlier.pack_bytes),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    advertisements: AtomicU64,
+    packs: AtomicU64,
+    ls_refs: AtomicU64,
+    pack_bytes: AtomicU64,
+}
+
+/// A request of the upload-pack (fetch) side of the smart HTTP protocol.
+#[derive(Debug, PartialEq, Eq)]
+enum FetchRequest {
+    Advertisement,
+    Pack,
+    LsRefs,
+}
+
+/// Which fetch request this is, if any (pushes and anything else are not fetches).
+fn classify(method: &str, path: &str, query: &str, body: &[u8]) -> Option<FetchRequest> {
+    let upload_pack = query
+        .split('&')
+        .any(|pair| pair == "service=git-upload-pack");
+    match method {
+        "GET" if path.ends_with("/info/refs") && upload_pack => Some(FetchRequest::Advertisement),
+        // Protocol v2 lists refs with a POST too; its body is pkt-lines, readable unless the
+        // client compressed it (go-git, which source-controller uses, speaks v0/v1 only).
+        "POST" if path.ends_with("/git-upload-pack") => {
+            Some(if find(body, b"command=ls-refs").is_some() {
+                FetchRequest::LsRefs
+            } else {
+                FetchRequest::Pack
+            })
+        }
+        _ => None,
+    }
 }
 
 impl GitServer {
@@ -24,8 +87,10 @@ impl GitServer {
         let listener = TcpListener::bind("127.0.0.1:0").context("binding the git server")?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
         let root = root.to_path_buf();
         let flag = stop.clone();
+        let counting = counters.clone();
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if flag.load(Ordering::SeqCst) {
@@ -33,8 +98,9 @@ impl GitServer {
                 }
                 let Ok(stream) = stream else { continue };
                 let root = root.clone();
+                let counters = counting.clone();
                 std::thread::spawn(move || {
-                    if let Err(err) = serve(stream, &root) {
+                    if let Err(err) = serve(stream, &root, &counters) {
                         eprintln!("e2e: git server: {err:#}");
                     }
                 });
@@ -44,11 +110,22 @@ impl GitServer {
             addr,
             stop,
             thread: Some(thread),
+            counters,
         })
     }
 
     pub fn url(&self, repo: &str) -> String {
         format!("http://{}/{repo}", self.addr)
+    }
+
+    /// The fetch requests received so far (counted when they arrive, answered or not).
+    pub fn fetches(&self) -> Fetches {
+        Fetches {
+            advertisements: self.counters.advertisements.load(Ordering::SeqCst),
+            packs: self.counters.packs.load(Ordering::SeqCst),
+            ls_refs: self.counters.ls_refs.load(Ordering::SeqCst),
+            pack_bytes: self.counters.pack_bytes.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -64,7 +141,7 @@ impl Drop for GitServer {
 }
 
 /// One request: parse it, run `git http-backend` with the CGI variables, relay its answer.
-fn serve(mut stream: TcpStream, root: &Path) -> anyhow::Result<()> {
+fn serve(mut stream: TcpStream, root: &Path, counters: &Counters) -> anyhow::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
@@ -102,6 +179,16 @@ fn serve(mut stream: TcpStream, root: &Path) -> anyhow::Result<()> {
         reader.read_exact(&mut body)?;
         body
     };
+    let request = classify(method, path, query, &body);
+    let counter = match request {
+        Some(FetchRequest::Advertisement) => Some(&counters.advertisements),
+        Some(FetchRequest::Pack) => Some(&counters.packs),
+        Some(FetchRequest::LsRefs) => Some(&counters.ls_refs),
+        None => None,
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
     let mut cgi = Command::new("git");
     cgi.arg("http-backend")
         .env("GIT_PROJECT_ROOT", root)
@@ -142,6 +229,10 @@ fn serve(mut stream: TcpStream, root: &Path) -> anyhow::Result<()> {
     };
     let cgi_headers = String::from_utf8_lossy(&output[..end]).into_owned();
     let content = &output[end + sep..];
+    if request == Some(FetchRequest::Pack) {
+        let bytes = u64::try_from(content.len()).unwrap_or(u64::MAX);
+        counters.pack_bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
     let mut status = "200 OK".to_string();
     let mut response = Vec::new();
     for line in cgi_headers.lines() {
@@ -326,11 +417,56 @@ mod tests {
         );
         std::fs::write(repo.work.join("flux/a.yaml"), "a: 2\n").unwrap();
         let head = repo.commit(&sh, "change").unwrap();
-        let remote = cmd!(sh, "git ls-remote {url} refs/heads/main")
-            .read()
-            .unwrap();
+        let before = server.fetches();
+        assert!(
+            before.advertisements >= 1 && before.packs >= 1,
+            "{before:?}"
+        );
+        let remote = cmd!(
+            sh,
+            "git -c protocol.version=0 ls-remote {url} refs/heads/main"
+        )
+        .read()
+        .unwrap();
         assert!(remote.starts_with(&head), "{remote} vs {head}");
+        // ls-remote over protocol v0 is one advertisement and no pack.
+        let after = server.fetches().since(before);
+        assert_eq!(
+            after,
+            Fetches {
+                advertisements: 1,
+                packs: 0,
+                ls_refs: 0,
+                pack_bytes: 0
+            }
+        );
         drop(server);
+    }
+
+    #[test]
+    fn fetch_requests_are_told_apart_from_pushes_and_each_other() {
+        let info = "service=git-upload-pack";
+        assert_eq!(
+            classify("GET", "/r.git/info/refs", info, b""),
+            Some(FetchRequest::Advertisement)
+        );
+        assert_eq!(
+            classify("POST", "/r.git/git-upload-pack", "", b"0032want 0123"),
+            Some(FetchRequest::Pack)
+        );
+        assert_eq!(
+            classify(
+                "POST",
+                "/r.git/git-upload-pack",
+                "",
+                b"0014command=ls-refs\n"
+            ),
+            Some(FetchRequest::LsRefs)
+        );
+        let push = "service=git-receive-pack";
+        assert_eq!(classify("GET", "/r.git/info/refs", push, b""), None);
+        assert_eq!(classify("POST", "/r.git/git-receive-pack", "", b""), None);
+        assert_eq!(classify("GET", "/r.git/HEAD", "", b""), None);
     }
 
     #[test]

@@ -98,6 +98,64 @@ impl Processes {
     pub fn names(&self) -> Vec<String> {
         self.children.iter().map(|s| s.name.clone()).collect()
     }
+
+    /// The pid of the process started as `name` (the first, if several were).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.child.id())
+    }
+}
+
+/// What a process has used so far, from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// User plus system CPU time of all its threads.
+    pub cpu: Duration,
+    /// Peak resident set size (`VmHWM`), in bytes.
+    pub peak_rss: u64,
+}
+
+/// The CPU time and peak RSS of a running process.
+pub fn usage(pid: u32) -> anyhow::Result<Usage> {
+    let stat_path = format!("/proc/{pid}/stat");
+    let stat =
+        std::fs::read_to_string(&stat_path).with_context(|| format!("reading {stat_path}"))?;
+    let ticks = cpu_ticks(&stat).with_context(|| format!("no utime/stime in {stat_path}"))?;
+    let status_path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&status_path).with_context(|| format!("reading {status_path}"))?;
+    let peak_rss = peak_rss(&status).with_context(|| format!("no VmHWM in {status_path}"))?;
+    // SAFETY: sysconf only reads a constant of the running system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    Ok(Usage {
+        cpu: Duration::from_secs_f64(ticks as f64 / per_second as f64),
+        peak_rss,
+    })
+}
+
+/// `utime + stime` (fields 14 and 15, in clock ticks) of a `/proc/<pid>/stat` line. The command
+/// name (field 2) is in parentheses and may hold spaces and parentheses itself, so the fields are
+/// counted from the last `)`.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After `)`: field 3 (state) is the first; utime is field 14, the 12th from here.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmHWM` of a `/proc/<pid>/status` file, in bytes (the file says kB, meaning KiB).
+fn peak_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Drop for Processes {
@@ -234,6 +292,37 @@ mod tests {
         assert!(text.contains("goodbye"), "{text}");
         drop(procs);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (kustomize (ctl) x) S 1 4242 4242 0 -1 4194560 1711 0 0 0 250 37 0 0 20 0 12 0 811 1286041600 17090 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(287));
+        assert_eq!(cpu_ticks("4242 (short) S 1"), None);
+        assert_eq!(cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn peak_rss_is_vm_hwm_in_bytes() {
+        let status =
+            "Name:\tsource-ctrl\nVmPeak:\t 1331052 kB\nVmHWM:\t   71680 kB\nVmRSS:\t   70000 kB\n";
+        assert_eq!(peak_rss(status), Some(71680 * 1024));
+        assert_eq!(peak_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_memory() {
+        // Burn a little CPU so the tick counter has moved.
+        let mut x = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let used = usage(std::process::id()).unwrap();
+        assert!(x > 0);
+        assert!(used.cpu > Duration::ZERO, "{used:?}");
+        assert!(used.peak_rss > 1_000_000, "{used:?}");
+        assert!(usage(u32::MAX).is_err());
     }
 
     #[test]

@@ -1,0 +1,393 @@
+//! `cargo xtask bench flux`: Flux at scale on the e2e's control plane. For each size, a synthetic
+//! spec (`bench gen`'s writer, 10 services a team) with its `[platform.git] url` pointed at the
+//! e2e's loopback git server is rendered by `gen`, committed and served; the e2e's control plane
+//! (etcd, kube-apiserver, controller-manager, scheduler, kwok) starts without the real node, so
+//! kwok's fake node takes every pod and reports it Running and Ready; the e2e's Flux install
+//! (source-controller and kustomize-controller as processes, with the tree's lockdown flags and
+//! their default `--concurrent`) bootstraps `flux/clusters/<env>/`. Measured: wall time from the
+//! bootstrap being applied (the commit is already served) to every GitRepository Ready at the
+//! commit and to every Kustomization Ready at it; the two controllers' CPU time (utime + stime
+//! from `/proc`) during that and over a steady window after it; the fetches the git server
+//! answered (ref advertisements and upload-pack POSTs, counted apart); their peak RSS. A tenth
+//! of the smallest size is measured in the same run as the baseline.
+//!
+//! The whole run happens inside the e2e's mount + network namespace (`netns`): the outer
+//! process re-executes itself there and sweeps up after it. Nothing here passes or fails on time:
+//! a size that does not reconcile within `--timeout` is reported with what is not Ready, and with
+//! the figures measured.
+
+mod measure;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use xshell::Shell;
+
+use crate::e2e::components;
+use crate::e2e::git::Fetches;
+use crate::e2e::netns;
+
+#[derive(clap::Args)]
+pub struct BenchFlux {
+    /// Platform sizes in services, comma-separated; a tenth of the smallest is measured too.
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    services: Vec<usize>,
+    /// Services per team.
+    #[arg(long, default_value_t = 10)]
+    per_team: usize,
+    /// The environment whose `flux/clusters/<ENV>/` is bootstrapped.
+    #[arg(long, default_value = "production")]
+    env: String,
+    /// Seconds of steady state measured after every Kustomization is Ready.
+    #[arg(long, default_value_t = 120)]
+    window: u64,
+    /// Seconds to wait for every Kustomization to be Ready, at each size.
+    #[arg(long, default_value_t = 1200)]
+    timeout: u64,
+    /// Keep the run's folder (specs, trees, logs) afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Set by the bench itself when it re-executes inside the run's namespaces (`netns`).
+    #[arg(long = "inside-namespace", hide = true, value_name = "DIR")]
+    inside_namespace: Option<PathBuf>,
+}
+
+/// CPU time of the two controllers and the fetches served over one stretch of time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Phase {
+    pub wall: Duration,
+    pub source: Duration,
+    pub kustomize: Duration,
+    pub fetches: Fetches,
+}
+
+impl Phase {
+    /// `value` per minute of this phase's wall time.
+    fn per_minute(&self, value: f64) -> f64 {
+        value * 60.0 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Every figure of one size.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Figures {
+    pub services: usize,
+    pub git_repositories: usize,
+    pub kustomizations: usize,
+    /// Objects the Kustomizations apply (the bootstrap's included).
+    pub objects: usize,
+    /// Bootstrap applied → every GitRepository Ready at the commit (None: not within the timeout).
+    pub sources_ready: Option<Duration>,
+    /// Bootstrap applied → every Kustomization Ready at the commit.
+    pub all_ready: Option<Duration>,
+    /// Kustomizations Ready at the end of the wait.
+    pub kustomizations_ready: usize,
+    /// How often readiness was polled (the precision of the two times above).
+    pub poll: Duration,
+    /// From the bootstrap to every Kustomization Ready (or the timeout).
+    pub initial: Phase,
+    /// The steady window after it (None when the run stopped before it).
+    pub steady: Option<Phase>,
+    /// Peak RSS of source-controller and kustomize-controller, in bytes.
+    pub peak_rss: (u64, u64),
+    /// Why this size stopped early, if it did.
+    pub problem: Option<String>,
+}
+
+impl BenchFlux {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut sizes = self.services.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if sizes.first().is_none_or(|&n| n < 10) {
+            bail!(
+                "--services: give sizes of at least 10 services (a tenth of the smallest is the baseline)"
+            );
+        }
+        sizes.insert(0, sizes[0] / 10);
+        let sh = Shell::new()?;
+        if let Some(dir) = &self.inside_namespace {
+            let bins = components::cached()?;
+            netns::enter(&sh, dir)?;
+            return self.run_inside(&sh, &bins, dir, &sizes);
+        }
+        components::build_all(&sh, &crate::project_root())?;
+        let dir = std::env::temp_dir().join(format!(
+            "billing-platform-bench-flux-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        eprintln!("bench flux: run folder {}", dir.display());
+        let started = Instant::now();
+        let outcome = netns::run_inside(&sh, &dir);
+        eprintln!("bench flux: finished in {:.0?}", started.elapsed());
+        if self.keep || outcome.is_err() {
+            eprintln!("bench flux: logs kept in {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        outcome
+    }
+
+    fn run_inside(
+        &self,
+        sh: &Shell,
+        bins: &components::Binaries,
+        dir: &std::path::Path,
+        sizes: &[usize],
+    ) -> anyhow::Result<()> {
+        println!(
+            "bench flux: {} environment, synthetic spec of {} services a team; kwok's node takes every pod; Flux as the e2e installs it (default --concurrent); steady window {} s; timeout {} s a size",
+            self.env, self.per_team, self.window, self.timeout
+        );
+        let mut rows = Vec::new();
+        for &services in sizes {
+            let run = measure::Run {
+                services,
+                per_team: self.per_team,
+                env: &self.env,
+                window: Duration::from_secs(self.window),
+                timeout: Duration::from_secs(self.timeout),
+            };
+            let figures = run
+                .measure(sh, bins, &dir.join(format!("services-{services}")))
+                .unwrap_or_else(|err| Figures {
+                    services,
+                    problem: Some(format!("{err:#}")),
+                    ..Figures::default()
+                });
+            println!("  measured {}", one_line(&figures));
+            rows.push(figures);
+        }
+        print!("{}", report(&rows));
+        Ok(())
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64()))
+}
+
+fn one_line(f: &Figures) -> String {
+    let mut line = format!(
+        "{} services: {} GitRepositories Ready {} s, {}/{} Kustomizations Ready {} s after the bootstrap",
+        f.services,
+        f.git_repositories,
+        secs(f.sources_ready),
+        f.kustomizations_ready,
+        f.kustomizations,
+        secs(f.all_ready)
+    );
+    if let Some(problem) = &f.problem {
+        line.push_str(&format!(" ({problem})"));
+    }
+    line
+}
+
+/// The table of every size, then the growth of each figure from the baseline and between the
+/// two largest sizes.
+pub(crate) fn report(rows: &[Figures]) -> String {
+    let mut out = String::from("\n");
+    out.push_str(&format!(
+        "{:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>17} | {:>17} | {:>19} | {:>13}\n",
+        "services",
+        "GitRepos",
+        "Ks",
+        "objects",
+        "sources",
+        "all Ks",
+        "initial CPU s",
+        "steady CPU s/min",
+        "steady fetches/min",
+        "peak RSS MB"
+    ));
+    out.push_str(&format!(
+        "{:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>17} | {:>17} | {:>19} | {:>13}\n",
+        "",
+        "",
+        "",
+        "",
+        "Ready s",
+        "Ready s",
+        "source kustomize",
+        "source kustomize",
+        "adverts packs",
+        "src kust"
+    ));
+    for f in rows {
+        let steady = f.steady.as_ref();
+        let per_minute = |value: fn(&Phase) -> f64| {
+            steady.map_or("-".to_string(), |p| {
+                format!("{:.1}", p.per_minute(value(p)))
+            })
+        };
+        let ready = if f.all_ready.is_some() {
+            secs(f.all_ready)
+        } else {
+            format!("{}/{}", f.kustomizations_ready, f.kustomizations)
+        };
+        out.push_str(&format!(
+            "{:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>8.1} {:>8.1} | {:>8} {:>8} | {:>9} {:>9} | {:>6} {:>6}\n",
+            f.services,
+            f.git_repositories,
+            f.kustomizations,
+            f.objects,
+            secs(f.sources_ready),
+            ready,
+            f.initial.source.as_secs_f64(),
+            f.initial.kustomize.as_secs_f64(),
+            per_minute(|p| p.source.as_secs_f64()),
+            per_minute(|p| p.kustomize.as_secs_f64()),
+            per_minute(|p| (p.fetches.advertisements + p.fetches.ls_refs) as f64),
+            per_minute(|p| p.fetches.packs as f64),
+            f.peak_rss.0 / 1_000_000,
+            f.peak_rss.1 / 1_000_000,
+        ));
+    }
+    out.push('\n');
+    for f in rows {
+        out.push_str(&format!(
+            "{:>6} services: initial reconcile {:.0} s of wall time, fetches {} advertisements + {} packs ({:.1} MB); readiness polled every {:.0} s{}\n",
+            f.services,
+            f.initial.wall.as_secs_f64(),
+            f.initial.fetches.advertisements + f.initial.fetches.ls_refs,
+            f.initial.fetches.packs,
+            f.initial.fetches.pack_bytes as f64 / 1e6,
+            f.poll.as_secs_f64(),
+            f.steady.map_or(String::new(), |p| format!(
+                "; steady window {:.0} s: {} advertisements, {} packs ({:.1} MB), source-controller {:.1} s CPU ({:.1}% of a core)",
+                p.wall.as_secs_f64(),
+                p.fetches.advertisements + p.fetches.ls_refs,
+                p.fetches.packs,
+                p.fetches.pack_bytes as f64 / 1e6,
+                p.source.as_secs_f64(),
+                100.0 * p.source.as_secs_f64() / p.wall.as_secs_f64().max(1e-9),
+            )),
+        ));
+    }
+    let pairs: Vec<(&Figures, &Figures)> = match rows {
+        [] | [_] => Vec::new(),
+        [first, last] => vec![(first, last)],
+        [first, .., before, last] => vec![(first, last), (before, last)],
+    };
+    for (small, large) in pairs {
+        out.push_str(&growth(small, large));
+    }
+    out
+}
+
+/// `large` against `small`: how many times each figure grew, with the size factor to read it by.
+fn growth(small: &Figures, large: &Figures) -> String {
+    let ratio = |a: f64, b: f64| {
+        if a > 0.0 && b.is_finite() {
+            format!("{:.1}x", b / a)
+        } else {
+            "-".into()
+        }
+    };
+    let time = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+    let steady = |f: &Figures, value: fn(&Phase) -> f64| {
+        f.steady.map_or(f64::NAN, |p| p.per_minute(value(&p)))
+    };
+    let adverts = |p: &Phase| (p.fetches.advertisements + p.fetches.ls_refs) as f64;
+    let source = |p: &Phase| p.source.as_secs_f64();
+    format!(
+        "growth {}→{} services ({:.0}x): all Ready {}, initial CPU source {} kustomize {}, steady source CPU/min {}, advertisements/min {}\n",
+        small.services,
+        large.services,
+        large.services as f64 / small.services.max(1) as f64,
+        ratio(time(small.all_ready), time(large.all_ready)),
+        ratio(
+            small.initial.source.as_secs_f64(),
+            large.initial.source.as_secs_f64()
+        ),
+        ratio(
+            small.initial.kustomize.as_secs_f64(),
+            large.initial.kustomize.as_secs_f64()
+        ),
+        ratio(steady(small, source), steady(large, source)),
+        ratio(steady(small, adverts), steady(large, adverts)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(services: usize, ready: Option<u64>) -> Figures {
+        let s = |secs: u64| Duration::from_secs(secs);
+        Figures {
+            services,
+            git_repositories: services + 1,
+            kustomizations: services + 2 + services / 5,
+            objects: services * 13,
+            sources_ready: Some(s(services as u64 / 10)),
+            all_ready: ready.map(s),
+            kustomizations_ready: services,
+            poll: s(2),
+            initial: Phase {
+                wall: s(100),
+                source: s(services as u64 / 10),
+                kustomize: s(services as u64 / 5),
+                fetches: Fetches {
+                    advertisements: services as u64,
+                    packs: services as u64,
+                    ls_refs: 0,
+                    pack_bytes: 1_000_000 * services as u64,
+                },
+            },
+            steady: Some(Phase {
+                wall: s(120),
+                source: s(services as u64 / 20),
+                kustomize: s(1),
+                fetches: Fetches {
+                    advertisements: 2 * services as u64,
+                    packs: 0,
+                    ls_refs: 0,
+                    pack_bytes: 0,
+                },
+            }),
+            peak_rss: (80_000_000, 120_000_000),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn steady_figures_are_per_minute_of_the_window() {
+        let report = report(&[figures(10, Some(20)), figures(100, Some(60))]);
+        // 200 advertisements over a 120 s window: 100 a minute; 5 s of CPU: 2.5 s a minute.
+        let row = report
+            .lines()
+            .find(|l| l.trim_start().starts_with("100 "))
+            .expect("a row for 100 services");
+        assert!(row.contains("   100.0"), "{row}");
+        assert!(row.contains("     2.5"), "{row}");
+        assert!(row.contains("60.0"), "{row}");
+        assert!(
+            report.contains("growth 10→100 services (10x): all Ready 3.0x"),
+            "{report}"
+        );
+        assert!(report.contains("advertisements/min 10.0x"), "{report}");
+        assert!(report.contains("100 packs (100.0 MB)"), "{report}");
+    }
+
+    #[test]
+    fn a_size_that_did_not_reconcile_shows_how_far_it_got_and_no_ratio() {
+        let mut late = figures(1000, None);
+        late.kustomizations_ready = 700;
+        late.steady = None;
+        let report = report(&[figures(10, Some(20)), figures(100, Some(60)), late]);
+        let row = report
+            .lines()
+            .find(|l| l.trim_start().starts_with("1000 "))
+            .expect("a row for 1000 services");
+        assert!(row.contains("700/1202"), "{row}");
+        assert!(
+            report.contains("growth 10→1000 services (100x): all Ready -"),
+            "{report}"
+        );
+        assert!(report.contains("growth 100→1000"), "{report}");
+        assert!(!report.contains("NaN"), "{report}");
+    }
+}

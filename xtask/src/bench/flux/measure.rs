@@ -1,0 +1,364 @@
+//! One size of `bench flux`: the synthetic spec rendered, committed and served, the control plane
+//! and Flux started, the bootstrap applied, readiness polled, and the controllers' CPU and the git
+//! server's fetches read at the bootstrap, at every Kustomization Ready and after the steady
+//! window.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use xshell::Shell;
+
+use super::{Figures, Phase};
+use crate::e2e::cluster::{Cluster, Sizing};
+use crate::e2e::components::Binaries;
+use crate::e2e::flux;
+use crate::e2e::git::{self, Fetches, GitServer};
+use crate::e2e::procs::{self, Processes, Usage};
+use crate::e2e::spec_copy::SpecCopy;
+use crate::e2e::tree::{Tree, str_at};
+
+/// The API rate limit given to the controller-manager and the scheduler (see [`Sizing`]).
+const CLIENT_QPS: u32 = 100;
+
+/// What one size is measured with.
+pub(super) struct Run<'a> {
+    pub services: usize,
+    pub per_team: usize,
+    pub env: &'a str,
+    pub window: Duration,
+    pub timeout: Duration,
+}
+
+/// The controllers' usage and the git server's count at one moment.
+struct Snapshot {
+    at: Instant,
+    source: Usage,
+    kustomize: Usage,
+    fetches: Fetches,
+}
+
+impl Snapshot {
+    fn take(pids: (u32, u32), server: &GitServer) -> anyhow::Result<Self> {
+        Ok(Self {
+            at: Instant::now(),
+            source: procs::usage(pids.0).context("source-controller's usage")?,
+            kustomize: procs::usage(pids.1).context("kustomize-controller's usage")?,
+            fetches: server.fetches(),
+        })
+    }
+
+    /// What was used from `earlier` to this one.
+    fn since(&self, earlier: &Snapshot) -> Phase {
+        Phase {
+            wall: self.at - earlier.at,
+            source: self.source.cpu.saturating_sub(earlier.source.cpu),
+            kustomize: self.kustomize.cpu.saturating_sub(earlier.kustomize.cpu),
+            fetches: self.fetches.since(earlier.fetches),
+        }
+    }
+}
+
+impl Run<'_> {
+    pub fn measure(&self, sh: &Shell, bins: &Binaries, dir: &Path) -> anyhow::Result<Figures> {
+        let root = crate::project_root();
+        let mut figures = Figures {
+            services: self.services,
+            poll: Duration::from_secs(if self.services > 100 { 5 } else { 2 }),
+            ..Figures::default()
+        };
+
+        // The served commit: the synthetic spec, its git URL set to the loopback server, rendered.
+        let work = dir.join("git").join("work");
+        let teams = self.services.div_ceil(self.per_team.max(1));
+        crate::bench::generate::write_spec(&work.join("infra"), self.services, teams)?;
+        let served = dir.join("git").join("served");
+        let repo = git::Repo::init(sh, &work, &served, "main")?;
+        let server = GitServer::start(&served)?;
+        let url = server.url("billing-platform.git");
+        let spec = SpecCopy::new(&work, self.env);
+        spec.set_git_url(&url)?;
+        spec.render(sh)?;
+        let commit = repo.commit(sh, "the synthetic platform")?;
+        let discovering = Instant::now();
+        let tree = Tree::discover(sh, &work, self.env)?;
+        if tree.git_urls() != [url.clone()] {
+            bail!(
+                "the served tree's GitRepositories point at {:?}, not only at {url}",
+                tree.git_urls()
+            );
+        }
+        let kustomizations: BTreeSet<String> = tree
+            .kustomizations
+            .iter()
+            .map(|k| format!("{}/{}", k.namespace, k.name))
+            .collect();
+        let sources: BTreeSet<String> = tree
+            .of_kind("GitRepository")
+            .into_iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    str_at(o, "/metadata/namespace"),
+                    str_at(o, "/metadata/name")
+                )
+            })
+            .collect();
+        let replicas: u64 = tree
+            .of_kind("Deployment")
+            .into_iter()
+            .map(|d| {
+                d.pointer("/spec/replicas")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1)
+            })
+            .sum();
+        figures.kustomizations = kustomizations.len();
+        figures.git_repositories = sources.len();
+        figures.objects = tree.objects().len();
+        eprintln!(
+            "bench flux: {} services: {} GitRepositories, {} Kustomizations, {} objects, {replicas} pods; tree read in {:.1?}",
+            self.services,
+            sources.len(),
+            kustomizations.len(),
+            figures.objects,
+            discovering.elapsed()
+        );
+
+        // The control plane without the real node, and Flux as the e2e installs it.
+        let mut procs = Processes::new(&dir.join("logs"))?;
+        let sizing = Sizing {
+            pods: u32::try_from(110 + 2 * replicas).unwrap_or(u32::MAX),
+            client_qps: Some(CLIENT_QPS),
+        };
+        let cluster = Cluster::start_sized(sh, &root, bins, dir, &mut procs, sizing)?;
+        let lockdown = work.join(infra::render::lockdown_dir(self.env));
+        flux::install(sh, &root, bins, &cluster, &lockdown, &mut procs)?;
+        let pid = |name: &str| {
+            procs
+                .pid(name)
+                .with_context(|| format!("{name} was not started"))
+        };
+        let pids = (pid("source-controller")?, pid("kustomize-controller")?);
+
+        let before = Snapshot::take(pids, &server)?;
+        flux::bootstrap(sh, &cluster, &tree)?;
+        let progress = self.wait(
+            sh,
+            &cluster,
+            &mut procs,
+            &Expected {
+                kustomizations: &kustomizations,
+                sources: &sources,
+                commit: &commit,
+            },
+            figures.poll,
+        );
+        let ready = match Snapshot::take(pids, &server) {
+            Ok(ready) => ready,
+            Err(err) => {
+                figures.problem = Some(format!(
+                    "{:#}",
+                    err.context(progress.problem.unwrap_or_default())
+                ));
+                eprintln!("{}", flux::diagnostics_not_ready(sh, &cluster, &procs, 20));
+                return Ok(figures);
+            }
+        };
+        figures.initial = ready.since(&before);
+        figures.sources_ready = progress.sources_ready;
+        figures.all_ready = progress.all_ready;
+        figures.kustomizations_ready = progress.kustomizations_ready;
+        figures.problem = progress.problem.clone();
+        if progress.all_ready.is_none() {
+            eprintln!(
+                "bench flux: {} services: not every Kustomization Ready ({}); {} of {} GitRepositories Ready",
+                self.services,
+                progress.problem.as_deref().unwrap_or("stopped"),
+                progress.sources_ready_count,
+                sources.len()
+            );
+            eprintln!("{}", flux::diagnostics_not_ready(sh, &cluster, &procs, 20));
+        } else {
+            eprintln!(
+                "bench flux: {} services: every Kustomization Ready {:.1?} after the bootstrap; steady window of {:?}",
+                self.services,
+                progress.all_ready.unwrap_or_default(),
+                self.window
+            );
+            let until = Instant::now() + self.window;
+            let mut died = None;
+            while Instant::now() < until {
+                if let Err(err) = procs.check_alive() {
+                    died = Some(format!("{err:#}"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1).min(until - Instant::now()));
+            }
+            match died.map_or_else(
+                || Snapshot::take(pids, &server),
+                |err| Err(anyhow::anyhow!(err)),
+            ) {
+                Ok(end) => figures.steady = Some(end.since(&ready)),
+                Err(err) => figures.problem = Some(format!("{err:#}")),
+            }
+        }
+        if let Ok(end) = Snapshot::take(pids, &server) {
+            figures.peak_rss = (end.source.peak_rss, end.kustomize.peak_rss);
+        }
+        drop(procs);
+        drop(server);
+        Ok(figures)
+    }
+
+    /// Polls the Kustomizations and GitRepositories until every expected one is Ready at the
+    /// commit, the timeout passes or a process of the run exits.
+    fn wait(
+        &self,
+        sh: &Shell,
+        cluster: &Cluster,
+        procs: &mut Processes,
+        expected: &Expected<'_>,
+        poll: Duration,
+    ) -> Progress {
+        let started = Instant::now();
+        let mut progress = Progress::default();
+        let mut last_error = None;
+        let mut last_print = Instant::now();
+        loop {
+            if let Err(err) = procs.check_alive() {
+                progress.problem = Some(format!("{err:#}"));
+                return progress;
+            }
+            let list = |kind: &str| -> anyhow::Result<Value> {
+                let json = cluster.kubectl_read(sh, &["get", kind, "-A", "-o", "json"])?;
+                serde_json::from_str(&json).with_context(|| format!("kubectl get {kind}: no JSON"))
+            };
+            match (list("gitrepositories"), list("kustomizations")) {
+                (Ok(sources), Ok(kustomizations)) => {
+                    let sources = ready_at(&sources, "/status/artifact/revision", expected.commit);
+                    let done = ready_at(
+                        &kustomizations,
+                        "/status/lastAppliedRevision",
+                        expected.commit,
+                    );
+                    progress.sources_ready_count = expected.sources.intersection(&sources).count();
+                    progress.kustomizations_ready =
+                        expected.kustomizations.intersection(&done).count();
+                    if progress.sources_ready.is_none()
+                        && progress.sources_ready_count == expected.sources.len()
+                    {
+                        progress.sources_ready = Some(started.elapsed());
+                    }
+                    if progress.kustomizations_ready == expected.kustomizations.len() {
+                        progress.all_ready = Some(started.elapsed());
+                        return progress;
+                    }
+                }
+                (Err(err), _) | (_, Err(err)) => last_error = Some(format!("{err:#}")),
+            }
+            if last_print.elapsed() >= Duration::from_secs(30) {
+                last_print = Instant::now();
+                eprintln!(
+                    "bench flux: {:>5.0?}: {}/{} GitRepositories, {}/{} Kustomizations Ready",
+                    started.elapsed(),
+                    progress.sources_ready_count,
+                    expected.sources.len(),
+                    progress.kustomizations_ready,
+                    expected.kustomizations.len()
+                );
+            }
+            if started.elapsed() > self.timeout {
+                progress.problem = Some(match last_error {
+                    Some(err) => format!("timed out after {:?}; last error: {err}", self.timeout),
+                    None => format!("timed out after {:?}", self.timeout),
+                });
+                return progress;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+}
+
+/// What the tree says must become Ready, and at which commit.
+struct Expected<'a> {
+    kustomizations: &'a BTreeSet<String>,
+    sources: &'a BTreeSet<String>,
+    commit: &'a str,
+}
+
+/// How far the reconcile got.
+#[derive(Debug, Default)]
+struct Progress {
+    sources_ready: Option<Duration>,
+    sources_ready_count: usize,
+    all_ready: Option<Duration>,
+    kustomizations_ready: usize,
+    problem: Option<String>,
+}
+
+/// `namespace/name` of every item of a `kubectl get -o json` list that is Ready at `commit`: its
+/// Ready condition True for its current generation and the revision at `revision` (a JSON
+/// pointer) naming the commit.
+fn ready_at(list: &Value, revision: &str, commit: &str) -> BTreeSet<String> {
+    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    items
+        .iter()
+        .filter(|item| {
+            let current =
+                item.pointer("/status/observedGeneration") == item.pointer("/metadata/generation");
+            let ready = item
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+            current && ready && !commit.is_empty() && str_at(item, revision).contains(commit)
+        })
+        .map(|item| {
+            format!(
+                "{}/{}",
+                str_at(item, "/metadata/namespace"),
+                str_at(item, "/metadata/name")
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str, generation: u64, observed: u64, ready: &str, revision: &str) -> Value {
+        serde_json::json!({
+            "metadata": {"namespace": "svc", "name": name, "generation": generation},
+            "status": {
+                "observedGeneration": observed,
+                "conditions": [
+                    {"type": "Reconciling", "status": "False"},
+                    {"type": "Ready", "status": ready},
+                ],
+                "lastAppliedRevision": revision,
+            },
+        })
+    }
+
+    #[test]
+    fn only_items_ready_at_the_commit_for_their_generation_count() {
+        let commit = "0123abcd";
+        let list = serde_json::json!({"items": [
+            item("done", 2, 2, "True", "main@sha1:0123abcd"),
+            item("older-commit", 2, 2, "True", "main@sha1:ffff0000"),
+            item("stale-generation", 3, 2, "True", "main@sha1:0123abcd"),
+            item("failing", 1, 1, "False", "main@sha1:0123abcd"),
+            {"metadata": {"namespace": "svc", "name": "new", "generation": 1}},
+        ]});
+        let ready = ready_at(&list, "/status/lastAppliedRevision", commit);
+        assert_eq!(ready, BTreeSet::from(["svc/done".to_string()]));
+        assert!(ready_at(&serde_json::json!({}), "/status/x", commit).is_empty());
+        assert!(ready_at(&list, "/status/lastAppliedRevision", "").is_empty());
+    }
+}
