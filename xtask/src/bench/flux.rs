@@ -45,6 +45,11 @@ pub struct BenchFlux {
     /// Seconds to wait for every Kustomization to be Ready, at each size.
     #[arg(long, default_value_t = 1200)]
     timeout: u64,
+    /// kustomize-controller's `--concurrent` (default: unset, as the e2e installs it, so the
+    /// controller's own default of 4). Every `tenants-<team>` Kustomization holds a worker while
+    /// it waits for its services' Kustomizations, which need workers of the same controller.
+    #[arg(long, value_name = "N")]
+    concurrent: Option<u32>,
     /// Keep the run's folder (specs, trees, logs) afterwards.
     #[arg(long)]
     keep: bool,
@@ -138,8 +143,15 @@ impl BenchFlux {
         sizes: &[usize],
     ) -> anyhow::Result<()> {
         println!(
-            "bench flux: {} environment, synthetic spec of {} services a team; kwok's node takes every pod; Flux as the e2e installs it (default --concurrent); steady window {} s; timeout {} s a size",
-            self.env, self.per_team, self.window, self.timeout
+            "bench flux: {} environment, synthetic spec of {} services a team; kwok's node takes every pod; Flux as the e2e installs it, kustomize-controller {}; steady window {} s; timeout {} s a size",
+            self.env,
+            self.per_team,
+            self.concurrent.map_or(
+                "with its default --concurrent (4)".to_string(),
+                |n| format!("with --concurrent={n} (the e2e leaves the default, 4)")
+            ),
+            self.window,
+            self.timeout
         );
         let mut rows = Vec::new();
         for &services in sizes {
@@ -149,6 +161,7 @@ impl BenchFlux {
                 env: &self.env,
                 window: Duration::from_secs(self.window),
                 timeout: Duration::from_secs(self.timeout),
+                concurrent: self.concurrent,
             };
             let figures = run
                 .measure(sh, bins, &dir.join(format!("services-{services}")))

@@ -34,6 +34,19 @@ pub fn install(
     component: &Path,
     procs: &mut Processes,
 ) -> anyhow::Result<Controller> {
+    install_with(sh, root, bins, cluster, component, procs, &[])
+}
+
+/// [`install`] with more flags for kustomize-controller (a benchmark's `--concurrent`).
+pub fn install_with(
+    sh: &Shell,
+    root: &Path,
+    bins: &Binaries,
+    cluster: &Cluster,
+    component: &Path,
+    procs: &mut Processes,
+    kustomize_flags: &[String],
+) -> anyhow::Result<Controller> {
     let mut lockdown = Vec::new();
     let mut started = None;
     cluster.kubectl(sh, &["create", "namespace", FLUX_NAMESPACE], None)?;
@@ -102,6 +115,7 @@ pub fn install(
             // tenants dependsOn infrastructure: re-check every 5s instead of 30s, so the
             // timeline measures Flux, not a retry interval.
             args.push("--requeue-dependency=5s".to_string());
+            args.extend(kustomize_flags.iter().cloned());
         }
         let bin = bins.path(controller);
         // The controllers take no --kubeconfig flag; controller-runtime reads KUBECONFIG.

@@ -30,6 +30,8 @@ pub(super) struct Run<'a> {
     pub env: &'a str,
     pub window: Duration,
     pub timeout: Duration,
+    /// kustomize-controller's `--concurrent`, when not its default.
+    pub concurrent: Option<u32>,
 }
 
 /// The controllers' usage and the git server's count at one moment.
@@ -135,7 +137,12 @@ impl Run<'_> {
         };
         let cluster = Cluster::start_sized(sh, &root, bins, dir, &mut procs, sizing)?;
         let lockdown = work.join(infra::render::lockdown_dir(self.env));
-        flux::install(sh, &root, bins, &cluster, &lockdown, &mut procs)?;
+        let flags: Vec<String> = self
+            .concurrent
+            .map(|n| format!("--concurrent={n}"))
+            .into_iter()
+            .collect();
+        flux::install_with(sh, &root, bins, &cluster, &lockdown, &mut procs, &flags)?;
         let pid = |name: &str| {
             procs
                 .pid(name)
