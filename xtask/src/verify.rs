@@ -38,7 +38,7 @@ impl Verify {
         // per environment) run side by side.
         let (files, checks, reports) = std::thread::scope(|scope| {
             let files = scope.spawn(|| -> anyhow::Result<_> {
-                let mut generated = generate(&root, &tree, Mode::Check)?;
+                let mut generated = generate(&root, tree, Mode::Check)?;
                 if in_workspace {
                     crate::docs::generate_docs(&root, Mode::Check, &mut generated)?;
                 }
@@ -53,8 +53,8 @@ impl Verify {
                     crate::kustomize::builds::check(&root, tree, &differing, self.kustomize_all);
                 Ok((generated.problems, builds))
             });
-            let checks = scope.spawn(|| infra::checks::run(&tree));
-            let reports = policy_reports(&spec, &tree);
+            let checks = scope.spawn(|| infra::checks::run(tree));
+            let reports = policy_reports(&spec, tree);
             (
                 files.join().expect("the file check does not panic"),
                 checks.join().expect("the cross-object checks do not panic"),
