@@ -232,7 +232,7 @@ impl E2e {
 
         // 3. Flux.
         let lockdown_dir = repo.work.join(infra::render::lockdown_dir(&self.env));
-        let controller = flux::install(sh, root, bins, &cluster, &lockdown_dir, &mut procs)?;
+        let controller = flux::install(sh, root, bins, &cluster, &lockdown_dir, &mut procs, &[])?;
         flux::bootstrap(sh, &cluster, &tree)?;
         let timeline =
             flux::wait_all_ready(sh, &cluster, &tree, &mut procs, &commit, committed, timeout);

@@ -25,20 +25,9 @@ pub struct Controller {
 }
 
 /// Installs the CRDs and RBAC, then starts both controllers, each as its own ServiceAccount;
-/// kustomize-controller with the flags the tree's lockdown `component` adds to its Deployment.
+/// kustomize-controller with the flags the tree's lockdown `component` adds to its Deployment,
+/// then `kustomize_flags` (a benchmark's `--concurrent`; the e2e passes none).
 pub fn install(
-    sh: &Shell,
-    root: &Path,
-    bins: &Binaries,
-    cluster: &Cluster,
-    component: &Path,
-    procs: &mut Processes,
-) -> anyhow::Result<Controller> {
-    install_with(sh, root, bins, cluster, component, procs, &[])
-}
-
-/// [`install`] with more flags for kustomize-controller (a benchmark's `--concurrent`).
-pub fn install_with(
     sh: &Shell,
     root: &Path,
     bins: &Binaries,
@@ -183,6 +172,42 @@ pub struct State {
     pub attempted: String,
 }
 
+impl State {
+    /// The state of one item of a `kubectl get <Flux kind> -o json` list; `applied` is read at
+    /// `revision` (a JSON pointer: a Kustomization's `/status/lastAppliedRevision`, a
+    /// GitRepository's `/status/artifact/revision`). Ready only for the current generation.
+    pub fn of(item: &Value, revision: &str) -> State {
+        let ready = item
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+        let current =
+            item.pointer("/status/observedGeneration") == item.pointer("/metadata/generation");
+        State {
+            namespace: str_at(item, "/metadata/namespace").into(),
+            name: str_at(item, "/metadata/name").into(),
+            ready: match ready.map(|c| str_at(c, "/status")) {
+                Some("True") if current => Some(true),
+                Some("False") if current => Some(false),
+                _ => None,
+            },
+            reason: ready
+                .map(|c| str_at(c, "/reason").to_string())
+                .unwrap_or_default(),
+            message: ready
+                .map(|c| str_at(c, "/message").to_string())
+                .unwrap_or_default(),
+            applied: str_at(item, revision).into(),
+            attempted: str_at(item, "/status/lastAttemptedRevision").into(),
+        }
+    }
+
+    /// Ready for its current generation at a revision naming `commit`.
+    pub fn ready_at(&self, commit: &str) -> bool {
+        self.ready == Some(true) && !commit.is_empty() && self.applied.contains(commit)
+    }
+}
+
 /// Every Kustomization in the cluster.
 pub fn states(sh: &Shell, cluster: &Cluster) -> anyhow::Result<Vec<State>> {
     let json = cluster.kubectl_read(sh, &["get", "kustomizations", "-A", "-o", "json"])?;
@@ -190,31 +215,7 @@ pub fn states(sh: &Shell, cluster: &Cluster) -> anyhow::Result<Vec<State>> {
     let items = list["items"].as_array().cloned().unwrap_or_default();
     Ok(items
         .iter()
-        .map(|k| {
-            let ready = k
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
-            let current =
-                k.pointer("/status/observedGeneration") == k.pointer("/metadata/generation");
-            State {
-                namespace: str_at(k, "/metadata/namespace").into(),
-                name: str_at(k, "/metadata/name").into(),
-                ready: match ready.map(|c| str_at(c, "/status")) {
-                    Some("True") if current => Some(true),
-                    Some("False") if current => Some(false),
-                    _ => None,
-                },
-                reason: ready
-                    .map(|c| str_at(c, "/reason").to_string())
-                    .unwrap_or_default(),
-                message: ready
-                    .map(|c| str_at(c, "/message").to_string())
-                    .unwrap_or_default(),
-                applied: str_at(k, "/status/lastAppliedRevision").into(),
-                attempted: str_at(k, "/status/lastAttemptedRevision").into(),
-            }
-        })
+        .map(|k| State::of(k, "/status/lastAppliedRevision"))
         .collect())
 }
 
@@ -243,10 +244,7 @@ pub fn wait_all_ready(
             let states = states(sh, cluster)?;
             for state in &states {
                 let id = format!("{}/{}", state.namespace, state.name);
-                if state.ready == Some(true)
-                    && state.applied.contains(commit)
-                    && !timeline.iter().any(|(k, _)| *k == id)
-                {
+                if state.ready_at(commit) && !timeline.iter().any(|(k, _)| *k == id) {
                     timeline.push((id, since.elapsed()));
                 }
             }

@@ -142,7 +142,7 @@ impl Run<'_> {
             .map(|n| format!("--concurrent={n}"))
             .into_iter()
             .collect();
-        flux::install_with(sh, &root, bins, &cluster, &lockdown, &mut procs, &flags)?;
+        flux::install(sh, &root, bins, &cluster, &lockdown, &mut procs, &flags)?;
         let pid = |name: &str| {
             procs
                 .pid(name)
@@ -306,32 +306,15 @@ struct Progress {
     problem: Option<String>,
 }
 
-/// `namespace/name` of every item of a `kubectl get -o json` list that is Ready at `commit`: its
-/// Ready condition True for its current generation and the revision at `revision` (a JSON
-/// pointer) naming the commit.
+/// `namespace/name` of every item of a `kubectl get -o json` list that is Ready at `commit`
+/// ([`flux::State::ready_at`], its revision read at `revision`, a JSON pointer).
 fn ready_at(list: &Value, revision: &str, commit: &str) -> BTreeSet<String> {
     let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     items
         .iter()
-        .filter(|item| {
-            let current =
-                item.pointer("/status/observedGeneration") == item.pointer("/metadata/generation");
-            let ready = item
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                });
-            current && ready && !commit.is_empty() && str_at(item, revision).contains(commit)
-        })
-        .map(|item| {
-            format!(
-                "{}/{}",
-                str_at(item, "/metadata/namespace"),
-                str_at(item, "/metadata/name")
-            )
-        })
+        .map(|item| flux::State::of(item, revision))
+        .filter(|state| state.ready_at(commit))
+        .map(|state| format!("{}/{}", state.namespace, state.name))
         .collect()
 }
 
