@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::Meta;
 
 /// What the request does to the object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
     #[default]

@@ -56,6 +56,8 @@ impl Bundle {
             .filter(|&i| self.rules[i].applies_in(environment))
             .collect();
         let params = namespace_params(objects);
+        let mut matching_of: std::collections::HashMap<_, Vec<usize>> =
+            std::collections::HashMap::new();
         let mut report = Report {
             environment: context.environment.clone(),
             objects_checked: 0,
@@ -75,18 +77,30 @@ impl Bundle {
                 continue;
             }
             report.objects_checked += 1;
-            let matching: Vec<usize> = active
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    self.rules[i].matches_request(
-                        parts.resource_group,
-                        parts.resource,
-                        parts.sub_resource,
-                        parts.operation,
-                    )
-                })
-                .collect();
+            // The rules a request matches depend only on its resource and operation: a few
+            // dozen distinct ones however many objects (matching each object against every
+            // rule's kinds was 10% of `verify`'s CPU).
+            let matching: &[usize] = matching_of
+                .entry((
+                    parts.resource_group,
+                    parts.resource,
+                    parts.sub_resource,
+                    parts.operation,
+                ))
+                .or_insert_with(|| {
+                    active
+                        .iter()
+                        .copied()
+                        .filter(|&i| {
+                            self.rules[i].matches_request(
+                                parts.resource_group,
+                                parts.resource,
+                                parts.sub_resource,
+                                parts.operation,
+                            )
+                        })
+                        .collect()
+                });
             if matching.is_empty() {
                 continue;
             }
@@ -100,7 +114,7 @@ impl Bundle {
                 namespace_params,
             );
             let mut needed = vec![false; self.shared.len()];
-            for &index in &matching {
+            for &index in matching {
                 for &shared in &self.compiled[index].shared {
                     needed[shared] = true;
                 }
@@ -118,7 +132,7 @@ impl Bundle {
                 message,
             };
 
-            'rules: for index in matching {
+            'rules: for &index in matching {
                 let (rule, compiled) = (&self.rules[index], &self.compiled[index]);
                 for (i, condition) in compiled.match_conditions.iter().enumerate() {
                     match evaluate::eval_bool(condition, &root) {
