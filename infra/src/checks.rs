@@ -64,6 +64,9 @@ struct Cluster<'a> {
     cluster_roles: BTreeSet<&'a str>,
     git_repositories: BTreeSet<(&'a str, &'a str)>,
     kustomizations: BTreeSet<(&'a str, &'a str)>,
+    /// The generated directories (roots) whose build applies a Flux Kustomization, with one file
+    /// holding one.
+    applying_kustomizations: BTreeMap<&'a str, &'a str>,
     policies: BTreeMap<&'a str, Vec<&'a Value>>,
     objects: Vec<(&'a str, &'a Value)>,
 }
@@ -74,6 +77,19 @@ fn ns_of(value: &Value) -> &str {
 
 fn name_of(value: &Value) -> &str {
     value["metadata"]["name"].as_str().unwrap_or("")
+}
+
+/// The generated directory whose build includes `file`: its nearest parent with a
+/// `kustomization.yaml`.
+fn root_of<'a>(tree: &Tree, file: &'a str) -> Option<&'a str> {
+    let mut dir = file;
+    while let Some((parent, _)) = dir.rsplit_once('/') {
+        if tree.has_root(parent) {
+            return Some(parent);
+        }
+        dir = parent;
+    }
+    None
 }
 
 /// Runs every check over every cluster of `tree`; findings are sorted by file then object.
@@ -119,6 +135,12 @@ pub fn run(tree: &Tree) -> Vec<Finding> {
             }
             "Kustomization" => {
                 cluster.kustomizations.insert((ns, name));
+                if let Some(root) = root_of(tree, entry.file) {
+                    cluster
+                        .applying_kustomizations
+                        .entry(root)
+                        .or_insert(entry.file);
+                }
             }
             "NetworkPolicy" => cluster.policies.entry(ns).or_default().push(value),
             _ => {}

@@ -1,5 +1,6 @@
 //! Checks of Flux Kustomizations: paths that are generated roots, sources in their own namespace
-//! that exist, a service account always named, dependencies that exist.
+//! that exist, a service account always named, dependencies that exist, no wait on a directory
+//! that applies Kustomizations.
 
 use serde_json::Value;
 
@@ -23,6 +24,13 @@ pub(super) fn check_kustomization(
         report(format!(
             "spec.path `{path}` is not a generated directory with a kustomization.yaml"
         ));
+    }
+    if spec["wait"] == true {
+        if let Some(file) = cluster.applying_kustomizations.get(dir) {
+            report(format!(
+                "spec.wait is true and spec.path `{path}` applies Kustomizations ({file}): it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
+            ));
+        }
     }
     let source = &spec["sourceRef"];
     let source_ns = source["namespace"].as_str().unwrap_or(ns);
@@ -76,6 +84,31 @@ mod tests {
             &format!(
                 "{file}: Kustomization/antaeus/antaeus: spec.path `./flux/apps/antaeus/prod` is not a generated directory with a kustomization.yaml"
             ),
+        );
+    }
+
+    #[test]
+    fn a_kustomization_waiting_on_kustomizations_is_reported() {
+        let file = "flux/clusters/production/teams/invoicing.yaml";
+        let found = broken(
+            file,
+            "Kustomization",
+            "flux-system",
+            "tenants-invoicing",
+            |v| v["spec"]["wait"] = json!(true),
+        );
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/flux-system/tenants-invoicing: spec.wait is true and spec.path `./flux/tenants/production/invoicing` applies Kustomizations (flux/tenants/production/invoicing/antaeus/sync.yaml): it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
+            ),
+        );
+        // A service's Kustomization waits for its rollout: its directory applies no Kustomization.
+        assert!(
+            !found
+                .iter()
+                .any(|f| f.contains("Kustomization/antaeus/antaeus")),
+            "{found:#?}"
         );
     }
 

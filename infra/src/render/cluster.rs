@@ -1,13 +1,13 @@
 //! What each cluster gets before any service: the bootstrap sync (`flux-system`), the platform
 //! Kustomizations (`infrastructure`, then for each team `namespaces-<team>` with the team's
-//! Namespaces, then `tenants-<team>`), and the Flux install's lockdown flags as a kustomize
-//! component.
+//! Namespaces, then `tenants-<team>`, both from the team's own source `team-<team>`), and the
+//! Flux install's lockdown flags as a kustomize component.
 
 use super::layout::{
     cluster_dir, environment_roots, infrastructure_dir, lockdown_dir, namespaces_dir, team_roots,
     tenants_dir,
 };
-use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, service_timeout_minutes, tenant};
+use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, tenant};
 use crate::Error;
 use crate::flux::{
     DependsOn, GitRef, GitRepository, GitRepositorySpec, Kustomization, KustomizationSpec,
@@ -73,19 +73,30 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
             meta::labels(&platform.name, name, owner),
         )
     };
-    let source = GitRepository::with_metadata(
-        flux_meta(FLUX_NAMESPACE),
-        GitRepositorySpec {
-            interval: "1m".into(),
-            url: platform.git.url.clone(),
-            reference: GitRef {
-                branch: Some(platform.git.branch.clone()),
+    // Every platform source reads the platform's repository and keeps only the directories its
+    // Kustomizations apply: kustomize-controller downloads and unpacks a source's whole artifact
+    // for each Kustomization it reconciles, and the whole tree is ~25 MB in 22,000 files at
+    // 1,000 services (`cargo xtask bench flux`, docs/benchmarks.md).
+    let git_source = |name: &str, dirs: &[&str]| {
+        GitRepository::with_metadata(
+            flux_meta(name),
+            GitRepositorySpec {
+                interval: "1m".into(),
+                url: platform.git.url.clone(),
+                reference: GitRef {
+                    branch: Some(platform.git.branch.clone()),
+                },
+                ignore: Some(tenant::only_directories(dirs)),
+                ..Default::default()
             },
-            ..Default::default()
-        },
-    );
+        )
+    };
+    let infrastructure = infrastructure_dir(env);
+    // The bootstrap source: this cluster's directory and its infrastructure, nothing of the
+    // teams' or the other environments'.
+    let source = git_source(FLUX_NAMESPACE, &[&cluster, &infrastructure]);
     let platform_kustomization =
-        |name: &str, path: &str, wait: bool, timeout: String, after: &[&str]| {
+        |name: &str, source: &str, path: &str, wait: bool, timeout: String, after: &[&str]| {
             Kustomization::with_metadata(
                 flux_meta(name),
                 KustomizationSpec {
@@ -97,7 +108,7 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
                     wait,
                     source_ref: SourceRef {
                         kind: "GitRepository".into(),
-                        name: FLUX_NAMESPACE.into(),
+                        name: source.into(),
                     },
                     depends_on: after
                         .iter()
@@ -112,15 +123,28 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
             )
         };
     // The sync does not wait: its children are Kustomizations with their own health.
-    let sync = platform_kustomization(FLUX_NAMESPACE, &cluster, false, "3m".into(), &[]);
+    let sync = platform_kustomization(
+        FLUX_NAMESPACE,
+        FLUX_NAMESPACE,
+        &cluster,
+        false,
+        "3m".into(),
+        &[],
+    );
     tree.add_objects(
         env,
         &format!("{cluster}/flux-system.yaml"),
         vec![Object::new(&source)?, Object::new(&sync)?],
     )?;
     tree.add_component(&lockdown_dir(env), &lockdown())?;
-    let infrastructure = infrastructure_dir(env);
-    let infra = platform_kustomization("infrastructure", &infrastructure, true, "5m".into(), &[]);
+    let infra = platform_kustomization(
+        "infrastructure",
+        FLUX_NAMESPACE,
+        &infrastructure,
+        true,
+        "5m".into(),
+        &[],
+    );
     tree.add_objects(
         env,
         &format!("{cluster}/infrastructure.yaml"),
@@ -143,32 +167,44 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
         for dir in team_roots(env, &team.name) {
             tree.add_root(&dir);
         }
+        // The team's own source: its two directories. A team's commit still clones the
+        // repository once for it, but each of its Kustomizations unpacks a team, not the tree.
+        let team_source_name = format!("team-{}", team.name);
+        let team_source = git_source(
+            &team_source_name,
+            &[
+                &namespaces_dir(env, &team.name),
+                &tenants_dir(env, &team.name),
+            ],
+        );
         let namespaces_name = format!("namespaces-{}", team.name);
         let namespaces_kustomization = platform_kustomization(
             &namespaces_name,
+            &team_source_name,
             &namespaces_dir(env, &team.name),
             true,
             "5m".into(),
             &["infrastructure"],
         );
-        // A team's tenants wait for each of its services' Kustomizations, which wait for their
-        // rollouts: the team's slowest service start (Antaeus compiles at start) sets the budget.
-        let slowest = services
-            .iter()
-            .map(|service| service_timeout_minutes(service))
-            .max()
-            .unwrap_or(5);
+        // A team's tenants apply its services' sources and Kustomizations and do not wait for
+        // them: each service's Kustomization waits for its own rollout and reports it. A
+        // Kustomization waiting on Kustomizations holds one of kustomize-controller's workers
+        // (4 by default) while the ones it waits for queue for a worker of the same controller:
+        // with four teams or more nothing moved until the waits timed out (`cargo xtask bench
+        // flux`, docs/benchmarks.md).
         let tenants_kustomization = platform_kustomization(
             &format!("tenants-{}", team.name),
+            &team_source_name,
             &tenants_dir(env, &team.name),
-            true,
-            format!("{}m", slowest + 5),
+            false,
+            "5m".into(),
             &["infrastructure", &namespaces_name],
         );
         tree.add_objects(
             env,
             &format!("{cluster}/teams/{}.yaml", team.name),
             vec![
+                Object::new(&team_source)?,
                 Object::new(&namespaces_kustomization)?,
                 Object::new(&tenants_kustomization)?,
             ],
@@ -209,6 +245,46 @@ mod tests {
             "./flux/namespaces/production/invoicing"
         );
         assert_eq!(namespaces["spec"]["dependsOn"][0]["name"], "infrastructure");
+        // A team's Kustomizations read the team's source, which holds its two directories only;
+        // the bootstrap source holds the cluster's directory and its infrastructure.
+        assert_eq!(namespaces["spec"]["sourceRef"]["name"], "team-invoicing");
+        let team_source = find(
+            tree,
+            "GitRepository",
+            "flux-system",
+            "team-invoicing",
+            "clusters/production/teams/invoicing.yaml",
+        );
+        let ignore = team_source["spec"]["ignore"].as_str().expect("ignore");
+        assert!(
+            ignore.contains("!/flux/namespaces/production/invoicing/\n"),
+            "{ignore}"
+        );
+        assert!(
+            ignore.contains("!/flux/tenants/production/invoicing/\n"),
+            "{ignore}"
+        );
+        assert!(
+            !ignore.contains("payments") && !ignore.contains("staging"),
+            "{ignore}"
+        );
+        let bootstrap = find(
+            tree,
+            "GitRepository",
+            "flux-system",
+            "flux-system",
+            "clusters/production/flux-system.yaml",
+        );
+        let ignore = bootstrap["spec"]["ignore"].as_str().expect("ignore");
+        assert!(ignore.contains("!/flux/clusters/production/\n"), "{ignore}");
+        assert!(
+            ignore.contains("!/flux/infrastructure/production/\n"),
+            "{ignore}"
+        );
+        assert!(
+            !ignore.contains("!/flux/apps/") && !ignore.contains("!/flux/tenants/"),
+            "{ignore}"
+        );
         let tenants = find(
             tree,
             "Kustomization",
@@ -230,7 +306,9 @@ mod tests {
             "kustomize-controller"
         );
         assert_eq!(tenants["spec"]["prune"], true);
-        assert_eq!(tenants["spec"]["wait"], true);
+        // No Kustomization waits on Kustomizations (see the renderer): neither the sync nor a
+        // team's tenants.
+        assert_eq!(tenants["spec"]["wait"], false);
         let sync = find(
             tree,
             "Kustomization",
@@ -242,16 +320,7 @@ mod tests {
         assert_eq!(sync["spec"]["path"], "./flux/apps/antaeus/production");
         // 90 × 10 s startup budget + 2 min: the rollout wait must outlast Antaeus's slow start.
         assert_eq!(sync["spec"]["timeout"], "17m");
-        // The team's tenants wait for it; another team's do not.
-        assert_eq!(tenants["spec"]["timeout"], "22m");
-        let payments = find(
-            tree,
-            "Kustomization",
-            "flux-system",
-            "tenants-payments",
-            "clusters/production/teams/payments.yaml",
-        );
-        assert_ne!(payments["spec"]["timeout"], "22m");
+        assert_eq!(tenants["spec"]["timeout"], "5m");
     }
 
     #[test]

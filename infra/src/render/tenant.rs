@@ -244,15 +244,36 @@ pub(super) fn sync(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
 ///
 /// `flux/apps/x` → `/*`, `!/flux/`, `/flux/*`, `!/flux/apps/`, `/flux/apps/*`, `!/flux/apps/x/`.
 pub(super) fn only_directory(dir: &str) -> String {
+    only_directories(&[dir])
+}
+
+/// [`only_directory`] for several directories: each level on the way to any of them is
+/// re-included once, a parent's level before its children's (each pattern matches one level, so
+/// siblings do not undo each other).
+pub(super) fn only_directories(dirs: &[&str]) -> String {
+    let kept: std::collections::BTreeSet<&str> = dirs.iter().copied().collect();
+    let mut levels = std::collections::BTreeSet::new();
+    for dir in dirs {
+        let mut end = 0;
+        for part in dir.split('/') {
+            end += part.len();
+            levels.insert(&dir[..end]);
+            end += 1;
+        }
+    }
     let mut out = String::from("/*\n");
-    let mut prefix = String::new();
-    let parts: Vec<&str> = dir.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        prefix.push('/');
-        prefix.push_str(part);
-        out.push_str(&format!("!{prefix}/\n"));
-        if i + 1 < parts.len() {
-            out.push_str(&format!("{prefix}/*\n"));
+    for level in levels {
+        // Inside a kept directory everything is kept already.
+        if kept.iter().any(|k| {
+            level
+                .strip_prefix(k)
+                .is_some_and(|rest| rest.starts_with('/'))
+        }) {
+            continue;
+        }
+        out.push_str(&format!("!/{level}/\n"));
+        if !kept.contains(level) {
+            out.push_str(&format!("/{level}/*\n"));
         }
     }
     out
@@ -338,6 +359,62 @@ mod tests {
         assert_eq!(
             only_directory("flux/apps/antaeus/production"),
             "/*\n!/flux/\n/flux/*\n!/flux/apps/\n/flux/apps/*\n!/flux/apps/antaeus/\n/flux/apps/antaeus/*\n!/flux/apps/antaeus/production/\n"
+        );
+    }
+
+    #[test]
+    fn several_directories_keep_exactly_their_files_as_git_reads_the_patterns() {
+        let patterns = only_directories(&[
+            "flux/tenants/production/payments",
+            "flux/namespaces/production/payments",
+            "flux/namespaces/production/payments/nested",
+        ]);
+        // Each level once, parents first; nothing inside a kept directory.
+        assert_eq!(
+            patterns,
+            "/*\n!/flux/\n/flux/*\n!/flux/namespaces/\n/flux/namespaces/*\n!/flux/namespaces/production/\n/flux/namespaces/production/*\n!/flux/namespaces/production/payments/\n!/flux/tenants/\n/flux/tenants/*\n!/flux/tenants/production/\n/flux/tenants/production/*\n!/flux/tenants/production/payments/\n"
+        );
+        // git's own reading of them (source-controller's go-git follows the same rules).
+        let dir = tempfile::tempdir().expect("a scratch dir");
+        let files = [
+            "flux/tenants/production/payments/a/sync.yaml",
+            "flux/tenants/production/payments-other/sync.yaml",
+            "flux/tenants/production/invoicing/sync.yaml",
+            "flux/tenants/staging/payments/sync.yaml",
+            "flux/namespaces/production/payments/nested/ns.yaml",
+            "flux/namespaces/production/payments/kustomization.yaml",
+            "flux/apps/payments/production/deployment.yaml",
+            "flux/clusters/production/flux-system.yaml",
+            "README.md",
+        ];
+        for file in files {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(&path, "x").expect("write");
+        }
+        std::fs::write(dir.path().join(".gitignore"), &patterns).expect("write");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("git runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        git(&["init", "-q"]);
+        let kept = git(&["ls-files", "--others", "--exclude-standard"]);
+        assert_eq!(
+            kept.lines().collect::<Vec<_>>(),
+            [
+                "flux/namespaces/production/payments/kustomization.yaml",
+                "flux/namespaces/production/payments/nested/ns.yaml",
+                "flux/tenants/production/payments/a/sync.yaml",
+            ]
         );
     }
 }

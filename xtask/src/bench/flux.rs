@@ -46,8 +46,8 @@ pub struct BenchFlux {
     #[arg(long, default_value_t = 1200)]
     timeout: u64,
     /// kustomize-controller's `--concurrent` (default: unset, as the e2e installs it, so the
-    /// controller's own default of 4). Every `tenants-<team>` Kustomization holds a worker while
-    /// it waits for its services' Kustomizations, which need workers of the same controller.
+    /// controller's own default of 4). Each service's Kustomization holds a worker while it
+    /// waits for its rollout.
     #[arg(long, value_name = "N")]
     concurrent: Option<u32>,
     /// Keep the run's folder (specs, trees, logs) afterwards.

@@ -123,6 +123,11 @@ pub fn check(
         .iter()
         .find(|k| k.namespace != FLUX_NAMESPACE)
         .context("the tree has no tenant Kustomization to borrow a source from")?;
+    let infrastructure = tree
+        .kustomizations
+        .iter()
+        .find(|k| k.namespace == FLUX_NAMESPACE && k.name == "infrastructure")
+        .context("the tree has no flux-system/infrastructure Kustomization")?;
     let cross = "lockdown-cross-namespace";
     let unnamed = "lockdown-no-account";
     let probe = |name: &str, source: Value, account: Option<&str>, path: &str| {
@@ -148,10 +153,10 @@ pub fn check(
         probe(cross, serde_json::json!({
             "kind": "GitRepository", "name": tenant.name, "namespace": tenant.namespace,
         }), Some(infra::render::PLATFORM_RECONCILER), "./lockdown-probe-applies-nothing"),
-        // The tenant's own app directory, from the platform's source: applied as the
-        // controller it would land in flux-system; as `default` it is forbidden.
+        // The platform's infrastructure, from the platform's source (which holds nothing of the
+        // tenants'): applied as the controller it would succeed; as `default` it is forbidden.
         probe(unnamed, serde_json::json!({"kind": "GitRepository", "name": FLUX_NAMESPACE}),
-            None, &format!("./{}", tenant.path)),
+            None, &format!("./{}", infrastructure.path)),
     ]});
     cluster.kubectl(sh, &["apply", "-f", "-"], Some(&list.to_string()))?;
     let default_account = format!("system:serviceaccount:{FLUX_NAMESPACE}:default");
