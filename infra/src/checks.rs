@@ -133,7 +133,7 @@ pub fn run(tree: &Tree) -> Vec<Finding> {
             "GitRepository" => {
                 cluster.git_repositories.insert((ns, name));
             }
-            "Kustomization" => {
+            "Kustomization" if flux::is_flux_kustomization(value) => {
                 cluster.kustomizations.insert((ns, name));
                 if let Some(root) = root_of(tree, entry.file) {
                     cluster
@@ -165,11 +165,7 @@ pub fn run(tree: &Tree) -> Vec<Finding> {
                 "RoleBinding" => rbac::check_role_binding(cluster, value, &mut report),
                 "ClusterRoleBinding" => rbac::check_cluster_role_binding(&mut report),
                 "Role" => rbac::check_role(value, &mut report),
-                "Kustomization"
-                    if value["apiVersion"]
-                        .as_str()
-                        .is_some_and(|v| v.starts_with("kustomize.toolkit.fluxcd.io/")) =>
-                {
+                "Kustomization" if flux::is_flux_kustomization(value) => {
                     flux::check_kustomization(tree, cluster, value, &mut report)
                 }
                 _ => {}

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use xshell::Shell;
+use xshell::{Shell, cmd};
 
 #[derive(clap::Args)]
 pub struct E2e {
@@ -109,6 +109,13 @@ impl E2e {
             netns::check_prerequisites()?;
         }
         components::build_all(&sh, &root)?;
+        // The run builds the provider's image inside its own network namespace, where no
+        // registry is reachable: every crate the workspace locks is fetched here first (on a
+        // fresh machine nothing before `e2e` needs the provider's).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        cmd!(sh, "{cargo} fetch --locked --quiet")
+            .run()
+            .context("cannot fetch the workspace's crates for the provider's build")?;
         if self.build_only {
             print_disk(&sh);
             return Ok(());

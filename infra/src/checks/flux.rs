@@ -10,6 +10,13 @@ use crate::tree::Tree;
 /// Accounts Flux's installation creates, which platform Kustomizations may name.
 const FLUX_ACCOUNTS: &[(&str, &str)] = &[("flux-system", "kustomize-controller")];
 
+/// A Flux Kustomization, not a kustomize `kustomization.yaml` object of the same kind name.
+pub(super) fn is_flux_kustomization(value: &Value) -> bool {
+    value["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("kustomize.toolkit.fluxcd.io/"))
+}
+
 pub(super) fn check_kustomization(
     tree: &Tree,
     cluster: &Cluster<'_>,
@@ -25,12 +32,31 @@ pub(super) fn check_kustomization(
             "spec.path `{path}` is not a generated directory with a kustomization.yaml"
         ));
     }
-    if spec["wait"] == true {
-        if let Some(file) = cluster.applying_kustomizations.get(dir) {
-            report(format!(
-                "spec.wait is true and spec.path `{path}` applies Kustomizations ({file}): it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
-            ));
-        }
+    // Waiting on Kustomizations, by `wait` over a directory that applies them or by a health
+    // check naming one.
+    let waits_on = if spec["wait"] == true {
+        cluster.applying_kustomizations.get(dir).map(|file| {
+            format!("spec.wait is true and spec.path `{path}` applies Kustomizations ({file})")
+        })
+    } else {
+        None
+    };
+    let health_check = spec["healthChecks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|check| check["kind"] == "Kustomization")
+        .map(|check| {
+            format!(
+                "spec.healthChecks waits for Kustomization {}/{}",
+                check["namespace"].as_str().unwrap_or(ns),
+                check["name"].as_str().unwrap_or("")
+            )
+        });
+    for waiting in waits_on.into_iter().chain(health_check) {
+        report(format!(
+            "{waiting}: it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
+        ));
     }
     let source = &spec["sourceRef"];
     let source_ns = source["namespace"].as_str().unwrap_or(ns);
@@ -109,6 +135,30 @@ mod tests {
                 .iter()
                 .any(|f| f.contains("Kustomization/antaeus/antaeus")),
             "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_health_check_naming_a_kustomization_is_reported() {
+        let file = "flux/clusters/production/infrastructure.yaml";
+        let found = broken(
+            file,
+            "Kustomization",
+            "flux-system",
+            "infrastructure",
+            |v| {
+                v["spec"]["healthChecks"] = json!([{
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                    "kind": "Kustomization",
+                    "name": "tenants-invoicing",
+                }])
+            },
+        );
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/flux-system/infrastructure: spec.healthChecks waits for Kustomization flux-system/tenants-invoicing: it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
+            ),
         );
     }
 

@@ -251,9 +251,14 @@ pub(super) fn only_directory(dir: &str) -> String {
 /// re-included once, a parent's level before its children's (each pattern matches one level, so
 /// siblings do not undo each other).
 pub(super) fn only_directories(dirs: &[&str]) -> String {
-    let kept: std::collections::BTreeSet<&str> = dirs.iter().copied().collect();
+    // `./a/b/` and `a/b` are the same directory to Flux; the patterns need the bare form.
+    let bare: Vec<&str> = dirs
+        .iter()
+        .map(|d| d.trim_start_matches("./").trim_matches('/'))
+        .collect();
+    let kept: std::collections::BTreeSet<&str> = bare.iter().copied().collect();
     let mut levels = std::collections::BTreeSet::new();
-    for dir in dirs {
+    for dir in &bare {
         let mut end = 0;
         for part in dir.split('/') {
             end += part.len();
@@ -366,7 +371,7 @@ mod tests {
     fn several_directories_keep_exactly_their_files_as_git_reads_the_patterns() {
         let patterns = only_directories(&[
             "flux/tenants/production/payments",
-            "flux/namespaces/production/payments",
+            "./flux/namespaces/production/payments/",
             "flux/namespaces/production/payments/nested",
         ]);
         // Each level once, parents first; nothing inside a kept directory.
@@ -374,7 +379,10 @@ mod tests {
             patterns,
             "/*\n!/flux/\n/flux/*\n!/flux/namespaces/\n/flux/namespaces/*\n!/flux/namespaces/production/\n/flux/namespaces/production/*\n!/flux/namespaces/production/payments/\n!/flux/tenants/\n/flux/tenants/*\n!/flux/tenants/production/\n/flux/tenants/production/*\n!/flux/tenants/production/payments/\n"
         );
-        // git's own reading of them (source-controller's go-git follows the same rules).
+        // git's own reading of them. source-controller reads them with go-git, whose matcher
+        // differs from git's in general (it has no "a parent is excluded" rule) but not on these
+        // patterns, where every level is re-included before anything under it is: the e2e's
+        // real source-controller serves each tenant's and team's artifact from them.
         let dir = tempfile::tempdir().expect("a scratch dir");
         let files = [
             "flux/tenants/production/payments/a/sync.yaml",
