@@ -29,6 +29,10 @@ pub struct GitRepositorySpec {
     /// `.sourceignore`-style patterns: what the artifact leaves out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignore: Option<String>,
+    /// The directories the clone checks out (source-controller ≥ 1.6): nothing else is written
+    /// to disk or reaches the artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse_checkout: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }
