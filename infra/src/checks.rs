@@ -62,7 +62,7 @@ struct Cluster<'a> {
     service_accounts: BTreeSet<(&'a str, &'a str)>,
     roles: BTreeSet<(&'a str, &'a str)>,
     cluster_roles: BTreeSet<&'a str>,
-    git_repositories: BTreeSet<(&'a str, &'a str)>,
+    git_repositories: BTreeMap<(&'a str, &'a str), &'a Value>,
     kustomizations: BTreeSet<(&'a str, &'a str)>,
     /// The generated directories (roots) whose build applies a Flux Kustomization, with one file
     /// holding one.
@@ -131,7 +131,7 @@ pub fn run(tree: &Tree) -> Vec<Finding> {
                 cluster.cluster_roles.insert(name);
             }
             "GitRepository" => {
-                cluster.git_repositories.insert((ns, name));
+                cluster.git_repositories.insert((ns, name), value);
             }
             "Kustomization" if flux::is_flux_kustomization(value) => {
                 cluster.kustomizations.insert((ns, name));

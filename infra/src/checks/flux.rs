@@ -65,12 +65,29 @@ pub(super) fn check_kustomization(
         report(format!(
             "spec.sourceRef points into namespace `{source_ns}`: cross-namespace refs are blocked by --no-cross-namespace-refs"
         ));
-    } else if source["kind"] == "GitRepository"
-        && !cluster.git_repositories.contains(&(ns, source_name))
-    {
-        report(format!(
-            "spec.sourceRef names GitRepository `{ns}/{source_name}`, which does not exist"
-        ));
+    } else if source["kind"] == "GitRepository" {
+        match cluster.git_repositories.get(&(ns, source_name)) {
+            None => report(format!(
+                "spec.sourceRef names GitRepository `{ns}/{source_name}`, which does not exist"
+            )),
+            Some(repository) => {
+                // A sparse checkout writes only its directories: the artifact holds nothing else.
+                if let Some(dirs) = repository["spec"]["sparseCheckout"].as_array() {
+                    let dirs: Vec<&str> = dirs.iter().filter_map(Value::as_str).collect();
+                    let inside = dirs.iter().any(|d| {
+                        let d = d.trim_start_matches("./").trim_end_matches('/');
+                        dir.strip_prefix(d)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                    });
+                    if !inside {
+                        report(format!(
+                            "spec.path `{path}` is outside the directories GitRepository `{ns}/{source_name}` checks out (spec.sparseCheckout: {}): its artifact does not hold it",
+                            dirs.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
     }
     match spec["serviceAccountName"].as_str() {
         None => report(
@@ -134,6 +151,30 @@ mod tests {
             !found
                 .iter()
                 .any(|f| f.contains("Kustomization/antaeus/antaeus")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_path_outside_its_sources_sparse_checkout_is_reported() {
+        let file = "flux/clusters/production/teams/invoicing.yaml";
+        let found = broken(
+            file,
+            "GitRepository",
+            "flux-system",
+            "team-invoicing",
+            |v| v["spec"]["sparseCheckout"] = json!(["flux/tenants/production/invoicing-other"]),
+        );
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/flux-system/tenants-invoicing: spec.path `./flux/tenants/production/invoicing` is outside the directories GitRepository `flux-system/team-invoicing` checks out (spec.sparseCheckout: flux/tenants/production/invoicing-other): its artifact does not hold it"
+            ),
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.contains("Kustomization/flux-system/namespaces-invoicing: spec.path")),
             "{found:#?}"
         );
     }

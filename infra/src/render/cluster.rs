@@ -169,8 +169,8 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
         for dir in team_roots(env, &team.name) {
             tree.add_root(&dir);
         }
-        // The team's own source: its two directories. A team's commit still clones the
-        // repository once for it, but each of its Kustomizations unpacks a team, not the tree.
+        // The team's own source: its two directories. Every new commit still costs a clone for
+        // it, but each of its Kustomizations unpacks a team, not the tree.
         let team_source_name = format!("team-{}", team.name);
         let team_source = git_source(
             &team_source_name,
