@@ -79,19 +79,6 @@ fn name_of(value: &Value) -> &str {
     value["metadata"]["name"].as_str().unwrap_or("")
 }
 
-/// The generated directory whose build includes `file`: its nearest parent with a
-/// `kustomization.yaml`.
-fn root_of<'a>(tree: &Tree, file: &'a str) -> Option<&'a str> {
-    let mut dir = file;
-    while let Some((parent, _)) = dir.rsplit_once('/') {
-        if tree.has_root(parent) {
-            return Some(parent);
-        }
-        dir = parent;
-    }
-    None
-}
-
 /// Runs every check over every cluster of `tree`; findings are sorted by file then object.
 pub fn run(tree: &Tree) -> Vec<Finding> {
     let mut clusters: BTreeMap<&str, Cluster<'_>> = BTreeMap::new();
@@ -135,7 +122,7 @@ pub fn run(tree: &Tree) -> Vec<Finding> {
             }
             "Kustomization" if flux::is_flux_kustomization(value) => {
                 cluster.kustomizations.insert((ns, name));
-                if let Some(root) = root_of(tree, entry.file) {
+                if let Some(root) = tree.root_of(entry.file) {
                     cluster
                         .applying_kustomizations
                         .entry(root)

@@ -249,6 +249,11 @@ impl Tree {
         self.roots.iter().map(String::as_str)
     }
 
+    /// The root whose build includes `path`: its nearest parent directory that is a root.
+    pub fn root_of(&self, path: &str) -> Option<&str> {
+        nearest_root(&self.roots, path).map(|(root, _)| root)
+    }
+
     /// Whether `dir` is a directory Flux can point at (it has a generated `kustomization.yaml`).
     pub fn has_root(&self, dir: &str) -> bool {
         self.roots.contains(dir.trim_end_matches('/'))
@@ -373,7 +378,7 @@ fn kustomize_file<T: Serialize>(dir: &str, config: &T) -> Result<String, Error> 
 }
 
 /// The closest root strictly above `path`, and `path` relative to it.
-fn nearest_root<'a>(roots: &'a BTreeSet<String>, path: &'a str) -> Option<(&'a str, &'a str)> {
+fn nearest_root<'r, 'p>(roots: &'r BTreeSet<String>, path: &'p str) -> Option<(&'r str, &'p str)> {
     let mut at = path;
     while let Some(cut) = at.rfind('/') {
         at = &at[..cut];

@@ -10,8 +10,8 @@ use super::layout::{
 use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, tenant};
 use crate::Error;
 use crate::flux::{
-    DependsOn, GitRef, GitRepository, GitRepositorySpec, Kustomization, KustomizationSpec,
-    KustomizeComponent, KustomizePatch, PatchTarget, SourceRef,
+    DependsOn, GitRepository, Kustomization, KustomizationSpec, KustomizeComponent, KustomizePatch,
+    PatchTarget, SourceRef,
 };
 use crate::meta;
 use crate::spec::Spec;
@@ -73,25 +73,12 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
             meta::labels(&platform.name, name, owner),
         )
     };
-    // Every platform source reads the platform's repository and checks out and keeps only the
-    // directories its Kustomizations apply: source-controller writes every file a clone checks
-    // out, kustomize-controller downloads and unpacks a source's whole artifact for each
-    // Kustomization it reconciles, and the whole tree is 25 MB in 22,600 files at 1,000
-    // services (docs/benchmarks.md, "Flux at scale").
+    // Every platform source holds only the directories its Kustomizations apply:
+    // kustomize-controller downloads and unpacks a source's whole artifact for each Kustomization
+    // it reconciles, and the whole tree is 25 MB at 1,000 services (docs/benchmarks.md, "Flux at
+    // scale").
     let git_source = |name: &str, dirs: &[&str]| {
-        GitRepository::with_metadata(
-            flux_meta(name),
-            GitRepositorySpec {
-                interval: "1m".into(),
-                url: platform.git.url.clone(),
-                reference: GitRef {
-                    branch: Some(platform.git.branch.clone()),
-                },
-                ignore: Some(tenant::only_directories(dirs)),
-                sparse_checkout: Some(dirs.iter().map(|d| (*d).to_owned()).collect()),
-                ..Default::default()
-            },
-        )
+        GitRepository::with_metadata(flux_meta(name), tenant::platform_source(spec, dirs))
     };
     let infrastructure = infrastructure_dir(env);
     // The bootstrap source: this cluster's directory and its infrastructure, nothing of the
