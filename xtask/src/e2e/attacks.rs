@@ -8,10 +8,12 @@
 //!
 //! This module runs the attacks and reads the refusals; the tables are beside it, in the order
 //! they run: [`workload`] (the Deployment, its pods and Flux's switches on them), [`namespace`]
-//! (the tenant account against its namespace's guards), then `evasions.rs` (each pod rule, every
+//! (the tenant account against its namespace's guards), [`sources`] (the Flux sources that keep
+//! each tenant to its part of the repository), then `evasions.rs` (each pod rule, every
 //! pod kind) and `side_doors.rs` (subresources and other objects). [`who`] is who sends them.
 
 mod namespace;
+mod sources;
 mod who;
 mod workload;
 
@@ -166,6 +168,8 @@ pub fn run(sh: &Shell, cluster: &Cluster, tree: &Tree) -> anyhow::Result<Vec<Str
     };
     let mut all = workload::attacks(&developer, &tenant, &targets);
     all.extend(namespace::attacks(&tenant, &client_tenant, &targets));
+    let sources = sources::Sources::of(tree, ns)?;
+    all.extend(sources::attacks(&developer, &tenant, ns, &sources));
     all.extend(evasions::attacks(&developer, &tenant, &targets));
     // Every attack runs: one that got through must not hide the next one.
     let mut held = Vec::new();
