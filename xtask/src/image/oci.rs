@@ -6,7 +6,9 @@
 //! whose reproducibility is argued in one place; split, each part would only pass the others' types.
 //!
 //! Nothing here knows about the payment provider, so any static binary can be packed the same way
-//! (the provider's image in [`super::distroless`], the kubelet's `pause` image in the e2e):
+//! (the provider's image in [`super::distroless`], the kubelet's `pause` image in the e2e), and
+//! its encoders (tar, gzip, JSON, descriptors, the layout) also write the Flux artifacts of
+//! `cargo xtask publish`:
 //!
 //! ```ignore
 //! let image = oci::Image {
@@ -330,7 +332,8 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-fn descriptor(media_type: MediaType, digest: &str, size: usize) -> anyhow::Result<Descriptor> {
+/// The descriptor of a blob: its media type, digest and size.
+pub fn descriptor(media_type: MediaType, digest: &str, size: usize) -> anyhow::Result<Descriptor> {
     let digest: Digest = digest.parse().context("a sha256 digest parses")?;
     Ok(DescriptorBuilder::default()
         .media_type(media_type)
@@ -454,7 +457,7 @@ fn validate(image: &Image) -> anyhow::Result<()> {
 }
 
 /// One layer as an uncompressed tar: sorted, plain ustar headers, every mtime `mtime`.
-fn layer_tar(entries: &[Entry], mtime: u64) -> anyhow::Result<Vec<u8>> {
+pub fn layer_tar(entries: &[Entry], mtime: u64) -> anyhow::Result<Vec<u8>> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut builder = tar::Builder::new(Vec::new());
@@ -510,7 +513,7 @@ fn plain_header(
 }
 
 /// Gzip with no file name and mtime 0 in its header, at the best compression level.
-fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::best());
@@ -527,7 +530,9 @@ pub fn rfc3339(seconds: u64) -> anyhow::Result<String> {
         .context("formatting a timestamp")
 }
 
-fn write_layout(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+/// Writes the layout `files` (`oci-layout`, `index.json`, `blobs/sha256/<hex>`) into `dir`,
+/// replacing what was there.
+pub fn write_layout(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

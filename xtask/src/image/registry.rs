@@ -92,6 +92,11 @@ impl std::str::FromStr for Reference {
     }
 }
 
+/// Whether `host` (`HOST:PORT`) is a registry on a loopback address, spoken to over plain HTTP.
+pub fn is_loopback(host: &str) -> bool {
+    loopback(host).is_some()
+}
+
 /// The socket address of a loopback `host:port`, else `None`.
 fn loopback(host: &str) -> Option<SocketAddr> {
     if let Some(port) = host.strip_prefix("localhost:") {
