@@ -63,6 +63,7 @@ struct Cluster<'a> {
     roles: BTreeSet<(&'a str, &'a str)>,
     cluster_roles: BTreeSet<&'a str>,
     git_repositories: BTreeMap<(&'a str, &'a str), &'a Value>,
+    oci_repositories: BTreeMap<(&'a str, &'a str), &'a Value>,
     kustomizations: BTreeSet<(&'a str, &'a str)>,
     /// The generated directories (roots) whose build applies a Flux Kustomization, with one file
     /// holding one.
@@ -120,6 +121,9 @@ pub fn run(tree: &Tree) -> Vec<Finding> {
             "GitRepository" => {
                 cluster.git_repositories.insert((ns, name), value);
             }
+            "OCIRepository" => {
+                cluster.oci_repositories.insert((ns, name), value);
+            }
             "Kustomization" if flux::is_flux_kustomization(value) => {
                 cluster.kustomizations.insert((ns, name));
                 if let Some(root) = tree.root_of(entry.file) {
@@ -155,6 +159,7 @@ pub fn run(tree: &Tree) -> Vec<Finding> {
                 "Kustomization" if flux::is_flux_kustomization(value) => {
                     flux::check_kustomization(tree, cluster, value, &mut report)
                 }
+                "OCIRepository" => flux::check_oci_repository(tree, value, &mut report),
                 _ => {}
             }
         }

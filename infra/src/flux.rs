@@ -1,6 +1,6 @@
 //! Flux and kustomize types: only the fields the tree uses, serialised in the API's own field names.
 //!
-//! `GitRepository` (`source.toolkit.fluxcd.io/v1`) and `Kustomization`
+//! `GitRepository` and `OCIRepository` (`source.toolkit.fluxcd.io/v1`) and `Kustomization`
 //! (`kustomize.toolkit.fluxcd.io/v1`) are `kube::CustomResource` types, as the kube ecosystem
 //! declares CRDs: group, version and kind come from the derive, and a test walks every field the
 //! tree emits through the real CRD schemas of the pinned Flux release (vendored in `infra/crds/`
@@ -52,6 +52,55 @@ pub struct GitRef {
     pub branch: Option<String>,
 }
 
+/// `OCIRepository.spec`: a Flux source that pulls one layer of an OCI artifact.
+#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "OCIRepository",
+    plural = "ocirepositories",
+    namespaced
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OCIRepositorySpec {
+    pub interval: String,
+    /// `oci://<registry>/<repository>`, without a tag.
+    pub url: String,
+    #[serde(rename = "ref")]
+    pub reference: OciRef,
+    pub layer_selector: LayerSelector,
+}
+
+impl OCIRepository {
+    /// An OCIRepository with `metadata` (the derive's own `new` takes a name only).
+    pub fn with_metadata(metadata: ObjectMeta, spec: OCIRepositorySpec) -> OCIRepository {
+        OCIRepository { metadata, spec }
+    }
+}
+
+/// The artifact version to pull: a tag source-controller resolves to a digest every interval.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OciRef {
+    pub tag: String,
+}
+
+/// Which layer of the artifact holds the files, and what to do with it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerSelector {
+    pub media_type: String,
+    /// `extract`: unpack the tar.gz layer into the artifact Flux serves.
+    pub operation: String,
+}
+
+/// The media types of a Flux artifact, as `flux push artifact` writes them: source-controller
+/// extracts the content layer; the config is an empty JSON object.
+pub mod media_types {
+    pub const CONFIG: &str = "application/vnd.cncf.flux.config.v1+json";
+    pub const CONTENT: &str = "application/vnd.cncf.flux.content.v1.tar+gzip";
+}
+
 /// `Kustomization.spec`: apply a path of a source, as a service account.
 #[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[kube(
@@ -66,7 +115,8 @@ pub struct KustomizationSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_interval: Option<String>,
     pub timeout: String,
-    /// Path inside the source artifact, e.g. `./flux/apps/antaeus/production`.
+    /// Path inside the source artifact, e.g. `./flux/tenants/production/payments` (a git source
+    /// holds the tree's paths) or `./` (an OCI artifact holds one directory at its root).
     pub path: String,
     pub prune: bool,
     pub wait: bool,
@@ -165,7 +215,7 @@ mod tests {
     use crate::testing;
 
     /// `(kind, the v1 openAPIV3Schema of its CRD)`, as `cargo xtask crds` vendors them.
-    fn schemas() -> [(&'static str, Value); 2] {
+    fn schemas() -> [(&'static str, Value); 3] {
         let parse = |text: &str| -> Value {
             serde_yaml_ng::from_str(text).expect("a vendored schema is YAML")
         };
@@ -174,6 +224,12 @@ mod tests {
                 "GitRepository",
                 parse(include_str!(
                     "../crds/source.toolkit.fluxcd.io_gitrepositories.yaml"
+                )),
+            ),
+            (
+                "OCIRepository",
+                parse(include_str!(
+                    "../crds/source.toolkit.fluxcd.io_ocirepositories.yaml"
                 )),
             ),
             (
@@ -251,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_misspelt_or_mistyped_field_is_reported_with_its_path() {
-        let [(_, schema), _] = schemas();
+        let [(_, schema), _, _] = schemas();
         let object = json!({
             "apiVersion": "source.toolkit.fluxcd.io/v1",
             "kind": "GitRepository",

@@ -12,6 +12,7 @@ pub mod layout;
 mod limits;
 mod network;
 mod services;
+mod sources;
 mod tenant;
 mod workload;
 
@@ -23,7 +24,8 @@ use crate::spec::{self, Spec};
 use crate::tree::Tree;
 pub use cluster::{LOCKDOWN, lockdown};
 pub use layout::{
-    app_dir, cluster_dir, infrastructure_dir, lockdown_dir, namespaces_dir, tenants_dir,
+    Artifact, app_dir, artifact, artifacts, cluster_dir, infrastructure_dir, lockdown_dir,
+    namespaces_dir, tenants_dir,
 };
 pub use workload::service_url;
 

@@ -25,6 +25,7 @@ pub fn sources(services: usize, teams: usize) -> (SourceFile, Vec<SourceFile>) {
                 url: "https://github.com/synthetic-org/platform".into(),
                 branch: "main".into(),
             },
+            artifacts: None,
         },
         teams: (0..teams)
             .map(|t| Team {

@@ -80,6 +80,28 @@ pub(crate) const KINDS: &[KindInfo] = &[
         true,
     ),
     kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "OCIRepository",
+        "ocirepositories",
+        true,
+    ),
+    kind("source.toolkit.fluxcd.io", "v1", "Bucket", "buckets", true),
+    kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "HelmRepository",
+        "helmrepositories",
+        true,
+    ),
+    kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "HelmChart",
+        "helmcharts",
+        true,
+    ),
+    kind(
         "kustomize.toolkit.fluxcd.io",
         "v1",
         "Kustomization",

@@ -22,6 +22,12 @@ const CRDS: &[(&str, &str, &str, &str)] = &[
         "v1",
     ),
     (
+        "source-controller",
+        "github.com/fluxcd/source-controller",
+        "source.toolkit.fluxcd.io_ocirepositories.yaml",
+        "v1",
+    ),
+    (
         "kustomize-controller",
         "github.com/fluxcd/kustomize-controller",
         "kustomize.toolkit.fluxcd.io_kustomizations.yaml",

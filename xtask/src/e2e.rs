@@ -4,6 +4,7 @@
 //! mount + network namespace of the run; then RBAC, tenancy, admission policies, network
 //! reachability and the real pods' behaviour are asserted on the live cluster.
 
+pub(crate) mod artifacts;
 mod attacks;
 mod checks;
 pub(crate) mod cluster;
@@ -69,6 +70,10 @@ pub struct E2e {
     #[arg(long = "inside-namespace", hide = true, value_name = "DIR")]
     inside_namespace: Option<PathBuf>,
 }
+
+/// Where the run publishes the tenants' artifacts, below its registry (as `[platform.artifacts]`
+/// names it below the real one).
+const ARTIFACT_REPOSITORY: &str = "billing-platform/manifests";
 
 /// Outcome of one numbered step.
 struct Step {
@@ -176,10 +181,17 @@ impl E2e {
         }
 
         // 2. The served commit: the checkout's files with every GitRepository URL pointed at the
-        // loopback server (the tenants' GitRepositories come from git too, so the commit must).
-        // The URL is set the documented way: in the clone's own spec, rendered by `gen`. A tree
+        // loopback server and every OCIRepository at the run's registry (the platform's sources
+        // come from git, each tenant's from its artifact, published below from the commit). The
+        // URLs are set the documented way: in the clone's own spec, rendered by `gen`. A tree
         // given with --flux-dir was not rendered from this spec, so there the URLs are rewritten
         // in its YAML and the spec is left alone (and step 6 cannot change replicas through it).
+        let registry = image
+            .as_ref()
+            .map(|pushed| pushed.registry)
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .context("the tenants' artifacts and the real node need the run's registry")?;
+        let artifact_repository = format!("{registry}/{ARTIFACT_REPOSITORY}");
         let work = dir.join("git").join("work");
         let served = dir.join("git").join("served");
         git::Repo::copy_tree(sh, root, self.flux_dir.as_deref(), &work)?;
@@ -191,14 +203,22 @@ impl E2e {
             None => {
                 let spec = spec_copy::SpecCopy::new(&work, &self.env);
                 spec.set_git_url(&url)?;
+                spec.set_artifact_repository(&artifact_repository)?;
                 spec.render(sh)?;
-                println!("2. infra/platform.toml [platform.git] url = {url}, rendered by gen");
+                println!(
+                    "2. infra/platform.toml [platform.git] url = {url}, [platform.artifacts] repository = {artifact_repository}, rendered by gen"
+                );
                 Some(spec)
             }
             Some(flux_dir) => {
-                spec_copy::rewrite_urls(&work.join("flux"), &original.git_urls(), &url)?;
+                spec_copy::rewrite_urls(
+                    &work.join("flux"),
+                    &original.git_urls(),
+                    &url,
+                    &registry.to_string(),
+                )?;
                 println!(
-                    "2. --flux-dir {}: GitRepository URLs rewritten in its YAML (not rendered from the spec); step 6 skips the replicas change",
+                    "2. --flux-dir {}: GitRepository URLs and OCIRepository registries rewritten in its YAML (not rendered from the spec); step 6 skips the replicas change",
                     flux_dir.display()
                 );
                 None
@@ -213,9 +233,11 @@ impl E2e {
                 "the served tree's GitRepositories point at {urls:?}, not only at the loopback server {url}"
             );
         }
+        let published = artifacts::publish(&repo, &tree)?;
         println!(
-            "2. serving {url} ({} {commit:.12}); {} Kustomizations in the {} tree",
+            "2. serving {url} ({} {commit:.12}); {} artifacts published to {registry}; {} Kustomizations in the {} tree",
             repo.branch,
+            published.len(),
             tree.kustomizations.len(),
             self.env
         );
@@ -224,8 +246,7 @@ impl E2e {
         // image just pushed (without it Flux would only time out on them).
         let pushed = image
             .as_ref()
-            .map_err(|err| anyhow::anyhow!("{err:#}"))
-            .context("the real node needs the provider's image in the loopback registry")?;
+            .expect("step 2 stopped the run when the image step failed");
         let node = realnode::start(
             sh,
             bins,
@@ -241,8 +262,15 @@ impl E2e {
         let lockdown_dir = repo.work.join(infra::render::lockdown_dir(&self.env));
         let controller = flux::install(sh, root, bins, &cluster, &lockdown_dir, &mut procs, &[])?;
         flux::bootstrap(sh, &cluster, &tree)?;
-        let timeline =
-            flux::wait_all_ready(sh, &cluster, &tree, &mut procs, &commit, committed, timeout);
+        let timeline = flux::wait_all_ready(
+            sh,
+            &cluster,
+            &tree,
+            &mut procs,
+            |k| published.revision(k, &commit).to_owned(),
+            committed,
+            timeout,
+        );
         let timeline = match timeline {
             Ok(timeline) => timeline,
             Err(err) => {

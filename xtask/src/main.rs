@@ -11,6 +11,7 @@ mod generate;
 mod image;
 mod kustomize;
 mod policy;
+mod publish;
 #[cfg(test)]
 mod testing;
 mod verify;
@@ -38,6 +39,8 @@ enum Command {
     Dist(dist::Dist),
     /// Build the provider's OCI image in Rust, reproducibly; push, pin or check it.
     Image(image::Image),
+    /// Push each service's manifests as the OCI artifact its tenant's Flux source follows.
+    Publish(publish::Publish),
     /// Benchmarks that print figures (never pass/fail on time).
     Bench(bench::Bench),
     /// Vendor the Flux CRD schemas the tree uses (from the e2e's pinned modules) into infra/crds/.
@@ -55,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Policy(cmd) => cmd.run(),
         Command::Dist(cmd) => cmd.run(),
         Command::Image(cmd) => cmd.run(),
+        Command::Publish(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Crds(cmd) => cmd.run(),
         Command::E2e(cmd) => cmd.run(),

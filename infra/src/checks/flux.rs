@@ -1,10 +1,12 @@
-//! Checks of Flux Kustomizations: paths that are generated roots, sources in their own namespace
-//! that exist, a service account always named, dependencies that exist, no wait on a directory
-//! that applies Kustomizations.
+//! Checks of Flux Kustomizations: paths that are generated roots (inside what their source's
+//! artifact holds), sources in their own namespace that exist, a service account always named,
+//! dependencies that exist, no wait on a directory that applies Kustomizations; and of
+//! OCIRepositories: each names the generated directory its artifact holds.
 
 use serde_json::Value;
 
 use super::{Cluster, ns_of};
+use crate::meta::ARTIFACT_DIRECTORY;
 use crate::tree::Tree;
 
 /// Accounts Flux's installation creates, which platform Kustomizations may name.
@@ -26,10 +28,51 @@ pub(super) fn check_kustomization(
     let ns = ns_of(value);
     let spec = &value["spec"];
     let path = spec["path"].as_str().unwrap_or("");
-    let dir = path.trim_start_matches("./").trim_end_matches('/');
-    if !tree.has_root(dir) {
+    let source = &spec["sourceRef"];
+    let source_ns = source["namespace"].as_str().unwrap_or(ns);
+    let source_name = source["name"].as_str().unwrap_or("");
+    // The tree directory the path names: a git source holds the tree's own paths, an OCI
+    // artifact one directory at its root.
+    let mut base = String::new();
+    if source_ns != ns {
         report(format!(
-            "spec.path `{path}` is not a generated directory with a kustomization.yaml"
+            "spec.sourceRef points into namespace `{source_ns}`: cross-namespace refs are blocked by --no-cross-namespace-refs"
+        ));
+    } else if source["kind"] == "GitRepository" {
+        match cluster.git_repositories.get(&(ns, source_name)) {
+            None => report(format!(
+                "spec.sourceRef names GitRepository `{ns}/{source_name}`, which does not exist"
+            )),
+            Some(repository) => check_inside_checkout(repository, path, report),
+        }
+    } else if source["kind"] == "OCIRepository" {
+        match cluster.oci_repositories.get(&(ns, source_name)) {
+            None => report(format!(
+                "spec.sourceRef names OCIRepository `{ns}/{source_name}`, which does not exist"
+            )),
+            Some(repository) => {
+                if let Some(dir) = artifact_directory(repository) {
+                    base = format!("{dir}/");
+                }
+            }
+        }
+    } else {
+        report(format!(
+            "spec.sourceRef is a {}: the platform's sources are GitRepositories and OCIRepositories",
+            source["kind"].as_str().unwrap_or("source without a kind")
+        ));
+    }
+    let relative = path.trim_start_matches("./").trim_end_matches('/');
+    let dir = format!("{base}{relative}");
+    let dir = dir.trim_end_matches('/');
+    if !tree.has_root(dir) {
+        let inside = if base.is_empty() {
+            String::new()
+        } else {
+            format!(" (in the artifact of `{}`)", base.trim_end_matches('/'))
+        };
+        report(format!(
+            "spec.path `{path}`{inside} is not a generated directory with a kustomization.yaml"
         ));
     }
     // Waiting on Kustomizations, by `wait` over a directory that applies them or by a health
@@ -58,37 +101,6 @@ pub(super) fn check_kustomization(
             "{waiting}: it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
         ));
     }
-    let source = &spec["sourceRef"];
-    let source_ns = source["namespace"].as_str().unwrap_or(ns);
-    let source_name = source["name"].as_str().unwrap_or("");
-    if source_ns != ns {
-        report(format!(
-            "spec.sourceRef points into namespace `{source_ns}`: cross-namespace refs are blocked by --no-cross-namespace-refs"
-        ));
-    } else if source["kind"] == "GitRepository" {
-        match cluster.git_repositories.get(&(ns, source_name)) {
-            None => report(format!(
-                "spec.sourceRef names GitRepository `{ns}/{source_name}`, which does not exist"
-            )),
-            Some(repository) => {
-                // A sparse checkout writes only its directories: the artifact holds nothing else.
-                if let Some(dirs) = repository["spec"]["sparseCheckout"].as_array() {
-                    let dirs: Vec<&str> = dirs.iter().filter_map(Value::as_str).collect();
-                    let inside = dirs.iter().any(|d| {
-                        let d = d.trim_start_matches("./").trim_end_matches('/');
-                        dir.strip_prefix(d)
-                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-                    });
-                    if !inside {
-                        report(format!(
-                            "spec.path `{path}` is outside the directories GitRepository `{ns}/{source_name}` checks out (spec.sparseCheckout: {}): its artifact does not hold it",
-                            dirs.join(", ")
-                        ));
-                    }
-                }
-            }
-        }
-    }
     match spec["serviceAccountName"].as_str() {
         None => report(
             "spec.serviceAccountName is empty: under --default-service-account it would run as a powerless account".into(),
@@ -111,6 +123,49 @@ pub(super) fn check_kustomization(
     }
 }
 
+/// A sparse checkout writes only its directories: the artifact holds nothing else.
+fn check_inside_checkout(repository: &Value, path: &str, report: &mut impl FnMut(String)) {
+    let Some(dirs) = repository["spec"]["sparseCheckout"].as_array() else {
+        return;
+    };
+    let dir = path.trim_start_matches("./").trim_end_matches('/');
+    let dirs: Vec<&str> = dirs.iter().filter_map(Value::as_str).collect();
+    let inside = dirs.iter().any(|d| {
+        let d = d.trim_start_matches("./").trim_end_matches('/');
+        dir.strip_prefix(d)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if !inside {
+        report(format!(
+            "spec.path `{path}` is outside the directories GitRepository `{}/{}` checks out (spec.sparseCheckout: {}): its artifact does not hold it",
+            ns_of(repository),
+            repository["metadata"]["name"].as_str().unwrap_or(""),
+            dirs.join(", ")
+        ));
+    }
+}
+
+/// The tree directory an OCIRepository's artifact holds (its annotation), without `./` or `/`.
+fn artifact_directory(repository: &Value) -> Option<&str> {
+    repository["metadata"]["annotations"][ARTIFACT_DIRECTORY]
+        .as_str()
+        .map(|d| d.trim_start_matches("./").trim_end_matches('/'))
+}
+
+/// An OCIRepository names the generated directory its artifact holds, so `cargo xtask publish`
+/// knows what to push and the paths of the Kustomizations reading it resolve.
+pub(super) fn check_oci_repository(tree: &Tree, value: &Value, report: &mut impl FnMut(String)) {
+    match artifact_directory(value) {
+        None => report(format!(
+            "metadata.annotations has no `{ARTIFACT_DIRECTORY}`: nothing says which generated directory its artifact holds"
+        )),
+        Some(dir) if !tree.has_root(dir) => report(format!(
+            "metadata.annotations `{ARTIFACT_DIRECTORY}: {dir}` is not a generated directory with a kustomization.yaml"
+        )),
+        Some(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::checks::tests::{assert_found, broken};
@@ -118,14 +173,87 @@ mod tests {
 
     #[test]
     fn a_kustomization_path_that_does_not_exist_is_reported() {
+        // A git source: the path is the tree's own.
+        let file = "flux/clusters/production/teams/invoicing.yaml";
+        let found = broken(
+            file,
+            "Kustomization",
+            "flux-system",
+            "tenants-invoicing",
+            |v| v["spec"]["path"] = json!("./flux/tenants/production/invoice"),
+        );
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/flux-system/tenants-invoicing: spec.path `./flux/tenants/production/invoice` is not a generated directory with a kustomization.yaml"
+            ),
+        );
+        // An OCI source: the path is inside the directory its artifact holds.
         let file = "flux/tenants/production/invoicing/antaeus/sync.yaml";
         let found = broken(file, "Kustomization", "antaeus", "antaeus", |v| {
-            v["spec"]["path"] = json!("./flux/apps/antaeus/prod");
+            v["spec"]["path"] = json!("./production");
         });
         assert_found(
             &found,
             &format!(
-                "{file}: Kustomization/antaeus/antaeus: spec.path `./flux/apps/antaeus/prod` is not a generated directory with a kustomization.yaml"
+                "{file}: Kustomization/antaeus/antaeus: spec.path `./production` (in the artifact of `flux/apps/antaeus/production`) is not a generated directory with a kustomization.yaml"
+            ),
+        );
+    }
+
+    #[test]
+    fn an_oci_source_that_does_not_say_what_it_holds_is_reported() {
+        let file = "flux/tenants/production/invoicing/antaeus/sync.yaml";
+        let found = broken(file, "OCIRepository", "antaeus", "antaeus", |v| {
+            v["metadata"]
+                .as_object_mut()
+                .expect("metadata")
+                .remove("annotations");
+        });
+        assert_found(
+            &found,
+            &format!(
+                "{file}: OCIRepository/antaeus/antaeus: metadata.annotations has no `billing-platform/artifact-directory`: nothing says which generated directory its artifact holds"
+            ),
+        );
+        let found = broken(file, "OCIRepository", "antaeus", "antaeus", |v| {
+            v["metadata"]["annotations"]["billing-platform/artifact-directory"] =
+                json!("flux/apps/antaeus");
+        });
+        assert_found(
+            &found,
+            &format!(
+                "{file}: OCIRepository/antaeus/antaeus: metadata.annotations `billing-platform/artifact-directory: flux/apps/antaeus` is not a generated directory with a kustomization.yaml"
+            ),
+        );
+        // The Kustomization reading it now resolves its path in the wrong directory too.
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/antaeus/antaeus: spec.path `./` (in the artifact of `flux/apps/antaeus`) is not a generated directory with a kustomization.yaml"
+            ),
+        );
+    }
+
+    #[test]
+    fn a_source_that_does_not_exist_is_reported() {
+        let file = "flux/tenants/production/invoicing/antaeus/sync.yaml";
+        let found = broken(file, "Kustomization", "antaeus", "antaeus", |v| {
+            v["spec"]["sourceRef"]["name"] = json!("other");
+        });
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/antaeus/antaeus: spec.sourceRef names OCIRepository `antaeus/other`, which does not exist"
+            ),
+        );
+        let found = broken(file, "Kustomization", "antaeus", "antaeus", |v| {
+            v["spec"]["sourceRef"]["kind"] = json!("Bucket");
+        });
+        assert_found(
+            &found,
+            &format!(
+                "{file}: Kustomization/antaeus/antaeus: spec.sourceRef is a Bucket: the platform's sources are GitRepositories and OCIRepositories"
             ),
         );
     }

@@ -7,7 +7,7 @@ use super::layout::{
     cluster_dir, environment_roots, infrastructure_dir, lockdown_dir, namespaces_dir, team_roots,
     tenants_dir,
 };
-use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, tenant};
+use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, sources, tenant};
 use crate::Error;
 use crate::flux::{
     DependsOn, GitRepository, Kustomization, KustomizationSpec, KustomizeComponent, KustomizePatch,
@@ -78,7 +78,7 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
     // it reconciles, and the whole tree is 25 MB at 1,000 services (docs/benchmarks.md, "Flux at
     // scale").
     let git_source = |name: &str, dirs: &[&str]| {
-        GitRepository::with_metadata(flux_meta(name), tenant::platform_source(spec, dirs))
+        GitRepository::with_metadata(flux_meta(name), sources::platform_source(spec, dirs))
     };
     let infrastructure = infrastructure_dir(env);
     // The bootstrap source: this cluster's directory and its infrastructure, nothing of the
@@ -318,7 +318,9 @@ mod tests {
             "tenants/production",
         );
         assert_eq!(sync["spec"]["serviceAccountName"], "flux-reconciler");
-        assert_eq!(sync["spec"]["path"], "./flux/apps/antaeus/production");
+        // The service's artifact holds its app directory at its root.
+        assert_eq!(sync["spec"]["path"], "./");
+        assert_eq!(sync["spec"]["sourceRef"]["kind"], "OCIRepository");
         // 90 × 10 s startup budget + 2 min: the rollout wait must outlast Antaeus's slow start.
         assert_eq!(sync["spec"]["timeout"], "17m");
         assert_eq!(tenants["spec"]["timeout"], "5m");

@@ -1,4 +1,5 @@
-//! Where everything lands in `flux/`: one function per directory, so a path is written once.
+//! Where everything lands in `flux/`: one function per directory, so a path is written once; and
+//! where each service's manifests are published as an OCI artifact ([`artifact`]).
 //!
 //! Per environment `<env>`:
 //! - `flux/clusters/<env>/`: the entry point a cluster is bootstrapped with;
@@ -15,6 +16,53 @@
 //! shares one root beyond a team's: kustomize's build time grows with the square of a
 //! directory's objects (4,000 objects take ~25 s here), so one directory of every tenant would
 //! take minutes at 1,000 services, in `verify` and in Flux's kustomize-controller alike.
+
+use crate::spec::Spec;
+
+/// One service's manifests in one environment as an OCI artifact: the files of [`app_dir`] (at
+/// the artifact's root), pushed by `cargo xtask publish` as `repository:tag` and pulled by the
+/// tenant's OCIRepository, which follows the tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    pub service: String,
+    pub env: String,
+    /// The tree directory the artifact holds, e.g. `flux/apps/antaeus/production`.
+    pub dir: String,
+    /// `<[platform.artifacts] repository>/<service>`, without scheme or tag.
+    pub repository: String,
+    /// The environment: one repository a service, one tag an environment.
+    pub tag: String,
+}
+
+impl Artifact {
+    /// The OCIRepository's `spec.url`.
+    pub fn url(&self) -> String {
+        format!("oci://{}", self.repository)
+    }
+}
+
+/// Where `service`'s manifests for `env` are published.
+pub fn artifact(spec: &Spec, service: &str, env: &str) -> Artifact {
+    Artifact {
+        service: service.to_owned(),
+        env: env.to_owned(),
+        dir: app_dir(service, env),
+        repository: format!("{}/{service}", spec.platform.artifact_repository()),
+        tag: env.to_owned(),
+    }
+}
+
+/// Every artifact of `spec`: each service in each environment, by environment then service.
+pub fn artifacts(spec: &Spec) -> Vec<Artifact> {
+    spec.environments
+        .iter()
+        .flat_map(|env| {
+            spec.services
+                .iter()
+                .map(|service| artifact(spec, &service.name, &env.name))
+        })
+        .collect()
+}
 
 /// The directory Flux applies a service's workload from.
 pub fn app_dir(service: &str, env: &str) -> String {

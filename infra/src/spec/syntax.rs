@@ -132,6 +132,23 @@ pub fn is_repository(path: &str) -> bool {
         })
 }
 
+/// An OCI repository with its registry: `host[:port]/path`, the host a DNS name with a dot or
+/// `localhost`, or an IPv4 address; the path [`is_repository`]. No scheme, tag or digest.
+pub fn is_registry_repository(reference: &str) -> bool {
+    let Some((host, path)) = reference.split_once('/') else {
+        return false;
+    };
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    let name_ok = name == "localhost"
+        || name.parse::<std::net::Ipv4Addr>().is_ok()
+        || (name.contains('.') && is_dns_subdomain(name));
+    port_ok && name_ok && is_repository(path)
+}
+
 /// A checkov check ID: `CKV_` or `CKV2_` then uppercase letters, digits and `_`.
 pub fn is_scanner_check(check: &str) -> bool {
     ["CKV_", "CKV2_"].iter().any(|prefix| {
@@ -163,6 +180,31 @@ mod tests {
         );
         assert_eq!(milli_units("-1"), None);
         assert_eq!(milli_units("lots"), None);
+    }
+
+    #[test]
+    fn artifact_repositories_name_a_registry_host_and_a_lowercase_path() {
+        for good in [
+            "ghcr.io/billing-platform/manifests",
+            "127.0.0.1:5000/billing/manifests",
+            "localhost:5000/m",
+            "registry.example.com:443/a/b-c_d.e",
+        ] {
+            assert!(is_registry_repository(good), "{good}");
+        }
+        for bad in [
+            "manifests",
+            "ghcr.io",
+            "oci://ghcr.io/a",
+            "ghcr/a",
+            "ghcr.io/A",
+            "ghcr.io/a:latest",
+            "ghcr.io:/a",
+            "ghcr.io:99999/a",
+            "ghcr.io/a//b",
+        ] {
+            assert!(!is_registry_repository(bad), "{bad}");
+        }
     }
 
     #[test]

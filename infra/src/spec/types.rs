@@ -38,6 +38,29 @@ pub struct Platform {
     pub owner: String,
     /// The git repository Flux reconciles this tree from.
     pub git: Git,
+    /// Where each service's manifests are published as OCI artifacts (default below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Artifacts>,
+}
+
+impl Platform {
+    /// The OCI repository each service's artifact lives under: `[platform.artifacts] repository`,
+    /// or `<registry>/manifests` when the spec does not say.
+    pub fn artifact_repository(&self) -> String {
+        match &self.artifacts {
+            Some(artifacts) => artifacts.repository.clone(),
+            None => format!("{}/manifests", self.registry),
+        }
+    }
+}
+
+/// Where `cargo xtask publish` pushes each service's manifests (`<repository>/<service>:<env>`)
+/// and its tenant's OCIRepository pulls them from.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifacts {
+    /// `host[:port]/path`, e.g. `ghcr.io/billing-platform/manifests`.
+    pub repository: String,
 }
 
 /// Where Flux pulls the tree from.

@@ -1,15 +1,19 @@
 //! `cargo xtask bench flux`: Flux at scale on the e2e's control plane. For each size, a synthetic
 //! spec (`bench gen`'s writer, 10 services a team) with its `[platform.git] url` pointed at the
-//! e2e's loopback git server is rendered by `gen`, committed and served; the e2e's control plane
+//! e2e's loopback git server and its `[platform.artifacts] repository` at the e2e's registry is
+//! rendered by `gen`, committed and served, and each service's artifact published (as `cargo
+//! xtask publish` does, with skopeo); the e2e's control plane
 //! (etcd, kube-apiserver, controller-manager, scheduler, kwok) starts without the real node, so
 //! kwok's fake node takes every pod and reports it Running and Ready; the e2e's Flux install
 //! (source-controller and kustomize-controller as processes, with the tree's lockdown flags and
 //! their default `--concurrent`) bootstraps `flux/clusters/<env>/`. Measured: wall time from the
-//! bootstrap being applied (the commit is already served) to every GitRepository Ready at the
-//! commit and to every Kustomization Ready at it; the two controllers' CPU time (utime + stime
+//! bootstrap being applied (the commit is already served, the artifacts pushed) to every source
+//! Ready (git sources at the commit, OCI sources at their artifact's digest) and to every
+//! Kustomization Ready at its source's revision; the two controllers' CPU time (utime + stime
 //! from `/proc`) during that and over a steady window after it; the fetches the git server
-//! answered (ref advertisements and upload-pack POSTs, counted apart); their peak RSS. A tenth
-//! of the smallest size is measured in the same run as the baseline.
+//! answered (ref advertisements and upload-pack POSTs, counted apart) and the pulls the registry
+//! answered (manifest HEADs and GETs, blob GETs, from its access log); their peak RSS. A tenth of
+//! the smallest size is measured in the same run as the baseline.
 //!
 //! The whole run happens inside the e2e's mount + network namespace (`netns`): the outer
 //! process re-executes itself there and sweeps up after it. Nothing here passes or fails on time:
@@ -27,6 +31,7 @@ use xshell::Shell;
 use crate::e2e::components;
 use crate::e2e::git::Fetches;
 use crate::e2e::netns;
+use crate::e2e::registry::Pulls;
 
 #[derive(clap::Args)]
 pub struct BenchFlux {
@@ -58,13 +63,15 @@ pub struct BenchFlux {
     inside_namespace: Option<PathBuf>,
 }
 
-/// CPU time of the two controllers and the fetches served over one stretch of time.
+/// CPU time of the two controllers, the git fetches and the registry pulls served over one
+/// stretch of time.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Phase {
     pub wall: Duration,
     pub source: Duration,
     pub kustomize: Duration,
     pub fetches: Fetches,
+    pub pulls: Pulls,
 }
 
 impl Phase {
@@ -79,12 +86,13 @@ impl Phase {
 pub(crate) struct Figures {
     pub services: usize,
     pub git_repositories: usize,
+    pub oci_repositories: usize,
     pub kustomizations: usize,
     /// Objects the Kustomizations apply (the bootstrap's included).
     pub objects: usize,
-    /// Bootstrap applied → every GitRepository Ready at the commit (None: not within the timeout).
+    /// Bootstrap applied → every source Ready at its revision (None: not within the timeout).
     pub sources_ready: Option<Duration>,
-    /// Bootstrap applied → every Kustomization Ready at the commit.
+    /// Bootstrap applied → every Kustomization Ready at its source's revision.
     pub all_ready: Option<Duration>,
     /// Kustomizations Ready at the end of the wait.
     pub kustomizations_ready: usize,
@@ -184,9 +192,10 @@ fn secs(d: Option<Duration>) -> String {
 
 fn one_line(f: &Figures) -> String {
     let mut line = format!(
-        "{} services: {} GitRepositories Ready {} s, {}/{} Kustomizations Ready {} s after the bootstrap",
+        "{} services: {} GitRepositories and {} OCIRepositories Ready {} s, {}/{} Kustomizations Ready {} s after the bootstrap",
         f.services,
         f.git_repositories,
+        f.oci_repositories,
         secs(f.sources_ready),
         f.kustomizations_ready,
         f.kustomizations,
@@ -203,29 +212,29 @@ fn one_line(f: &Figures) -> String {
 pub(crate) fn report(rows: &[Figures]) -> String {
     let mut out = String::from("\n");
     out.push_str(&format!(
-        "{:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>17} | {:>17} | {:>19} | {:>13}\n",
+        "{:>8} {:>13} {:>6} {:>7} | {:>9} {:>9} | {:>17} | {:>17} | {:>31} | {:>13}\n",
         "services",
-        "GitRepos",
+        "sources",
         "Ks",
         "objects",
         "sources",
         "all Ks",
         "initial CPU s",
         "steady CPU s/min",
-        "steady fetches/min",
+        "steady requests/min",
         "peak RSS MB"
     ));
     out.push_str(&format!(
-        "{:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>17} | {:>17} | {:>19} | {:>13}\n",
+        "{:>8} {:>13} {:>6} {:>7} | {:>9} {:>9} | {:>17} | {:>17} | {:>31} | {:>13}\n",
         "",
-        "",
+        "git oci",
         "",
         "",
         "Ready s",
         "Ready s",
         "source kustomize",
         "source kustomize",
-        "adverts packs",
+        "git: adverts packs oci: HEADs blobs",
         "src kust"
     ));
     for f in rows {
@@ -241,9 +250,10 @@ pub(crate) fn report(rows: &[Figures]) -> String {
             format!("{}/{}", f.kustomizations_ready, f.kustomizations)
         };
         out.push_str(&format!(
-            "{:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>8.1} {:>8.1} | {:>8} {:>8} | {:>9} {:>9} | {:>6} {:>6}\n",
+            "{:>8} {:>6} {:>6} {:>6} {:>7} | {:>9} {:>9} | {:>8.1} {:>8.1} | {:>8} {:>8} | {:>7} {:>7} {:>7} {:>7} | {:>6} {:>6}\n",
             f.services,
             f.git_repositories,
+            f.oci_repositories,
             f.kustomizations,
             f.objects,
             secs(f.sources_ready),
@@ -254,6 +264,8 @@ pub(crate) fn report(rows: &[Figures]) -> String {
             per_minute(|p| p.kustomize.as_secs_f64()),
             per_minute(|p| (p.fetches.advertisements + p.fetches.ls_refs) as f64),
             per_minute(|p| p.fetches.packs as f64),
+            per_minute(|p| p.pulls.manifest_heads as f64),
+            per_minute(|p| p.pulls.blob_gets as f64),
             f.peak_rss.0 / 1_000_000,
             f.peak_rss.1 / 1_000_000,
         ));
@@ -261,19 +273,25 @@ pub(crate) fn report(rows: &[Figures]) -> String {
     out.push('\n');
     for f in rows {
         out.push_str(&format!(
-            "{:>6} services: initial reconcile {:.0} s of wall time, fetches {} advertisements + {} packs ({:.1} MB); readiness polled every {:.0} s{}\n",
+            "{:>6} services: initial reconcile {:.0} s of wall time; git: {} advertisements + {} packs ({:.1} MB); registry: {} manifest HEADs, {} manifest GETs, {} blob GETs ({:.2} MB); readiness polled every {:.0} s{}\n",
             f.services,
             f.initial.wall.as_secs_f64(),
             f.initial.fetches.advertisements + f.initial.fetches.ls_refs,
             f.initial.fetches.packs,
             f.initial.fetches.pack_bytes as f64 / 1e6,
+            f.initial.pulls.manifest_heads,
+            f.initial.pulls.manifest_gets,
+            f.initial.pulls.blob_gets,
+            f.initial.pulls.blob_bytes as f64 / 1e6,
             f.poll.as_secs_f64(),
             f.steady.map_or(String::new(), |p| format!(
-                "; steady window {:.0} s: {} advertisements, {} packs ({:.1} MB), source-controller {:.1} s CPU ({:.1}% of a core)",
+                "; steady window {:.0} s: {} advertisements, {} packs ({:.1} MB), {} manifest HEADs, {} blob GETs, source-controller {:.1} s CPU ({:.1}% of a core)",
                 p.wall.as_secs_f64(),
                 p.fetches.advertisements + p.fetches.ls_refs,
                 p.fetches.packs,
                 p.fetches.pack_bytes as f64 / 1e6,
+                p.pulls.manifest_heads,
+                p.pulls.blob_gets,
                 p.source.as_secs_f64(),
                 100.0 * p.source.as_secs_f64() / p.wall.as_secs_f64().max(1e-9),
             )),
@@ -304,9 +322,10 @@ fn growth(small: &Figures, large: &Figures) -> String {
         f.steady.map_or(f64::NAN, |p| p.per_minute(value(&p)))
     };
     let adverts = |p: &Phase| (p.fetches.advertisements + p.fetches.ls_refs) as f64;
+    let heads = |p: &Phase| p.pulls.manifest_heads as f64;
     let source = |p: &Phase| p.source.as_secs_f64();
     format!(
-        "growth {}→{} services ({:.0}x): all Ready {}, initial CPU source {} kustomize {}, steady source CPU/min {}, advertisements/min {}\n",
+        "growth {}→{} services ({:.0}x): all Ready {}, initial CPU source {} kustomize {}, steady source CPU/min {}, advertisements/min {}, manifest HEADs/min {}\n",
         small.services,
         large.services,
         large.services as f64 / small.services.max(1) as f64,
@@ -321,6 +340,7 @@ fn growth(small: &Figures, large: &Figures) -> String {
         ),
         ratio(steady(small, source), steady(large, source)),
         ratio(steady(small, adverts), steady(large, adverts)),
+        ratio(steady(small, heads), steady(large, heads)),
     )
 }
 
@@ -332,7 +352,8 @@ mod tests {
         let s = |secs: u64| Duration::from_secs(secs);
         Figures {
             services,
-            git_repositories: services + 1,
+            git_repositories: 1 + services / 10,
+            oci_repositories: services,
             kustomizations: services + 2 + services / 5,
             objects: services * 13,
             sources_ready: Some(s(services as u64 / 10)),
@@ -349,6 +370,12 @@ mod tests {
                     ls_refs: 0,
                     pack_bytes: 1_000_000 * services as u64,
                 },
+                pulls: Pulls {
+                    manifest_heads: services as u64,
+                    manifest_gets: services as u64,
+                    blob_gets: 2 * services as u64,
+                    blob_bytes: 2_000 * services as u64,
+                },
             },
             steady: Some(Phase {
                 wall: s(120),
@@ -359,6 +386,10 @@ mod tests {
                     packs: 0,
                     ls_refs: 0,
                     pack_bytes: 0,
+                },
+                pulls: Pulls {
+                    manifest_heads: 4 * services as u64,
+                    ..Pulls::default()
                 },
             }),
             peak_rss: (80_000_000, 120_000_000),
@@ -383,6 +414,14 @@ mod tests {
         );
         assert!(report.contains("advertisements/min 10.0x"), "{report}");
         assert!(report.contains("100 packs (100.0 MB)"), "{report}");
+        // 400 manifest HEADs over the 120 s window: 200 a minute.
+        assert!(row.contains("   200.0"), "{row}");
+        assert!(
+            report.contains(
+                "registry: 100 manifest HEADs, 100 manifest GETs, 200 blob GETs (0.20 MB)"
+            ),
+            "{report}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::cluster::Cluster;
 use super::components::{self, Binaries};
 use super::lockdown;
 use super::procs::{Processes, free_port, wait_until};
-use super::tree::{self, Tree, str_at};
+use super::tree::{self, FluxKustomization, Tree, str_at};
 
 pub const FLUX_NAMESPACE: &str = "flux-system";
 const CONTROLLERS: [&str; 2] = ["source-controller", "kustomize-controller"];
@@ -202,9 +202,10 @@ impl State {
         }
     }
 
-    /// Ready for its current generation at a revision naming `commit`.
-    pub fn ready_at(&self, commit: &str) -> bool {
-        self.ready == Some(true) && !commit.is_empty() && self.applied.contains(commit)
+    /// Ready for its current generation at a revision naming `revision` (a commit, or an
+    /// artifact's digest: Flux writes `<branch>@sha1:<commit>` and `<tag>@sha256:<digest>`).
+    pub fn ready_at(&self, revision: &str) -> bool {
+        self.ready == Some(true) && !revision.is_empty() && self.applied.contains(revision)
     }
 }
 
@@ -219,22 +220,23 @@ pub fn states(sh: &Shell, cluster: &Cluster) -> anyhow::Result<Vec<State>> {
         .collect())
 }
 
-/// Waits until every Kustomization of the tree is Ready at `commit`; returns seconds from
-/// `since` to each one's Ready, in the order they became Ready.
+/// Waits until every Kustomization of the tree is Ready at its `revision` (the commit for a git
+/// source, the artifact's digest for an OCI one); returns seconds from `since` to each one's
+/// Ready, in the order they became Ready.
 pub fn wait_all_ready(
     sh: &Shell,
     cluster: &Cluster,
     tree: &Tree,
     procs: &mut Processes,
-    commit: &str,
+    revision: impl Fn(&FluxKustomization) -> String,
     since: Instant,
     timeout: Duration,
 ) -> anyhow::Result<Vec<(String, Duration)>> {
     let mut timeline: Vec<(String, Duration)> = Vec::new();
-    let expected: Vec<String> = tree
+    let expected: Vec<(String, String)> = tree
         .kustomizations
         .iter()
-        .map(|k| format!("{}/{}", k.namespace, k.name))
+        .map(|k| (format!("{}/{}", k.namespace, k.name), revision(k)))
         .collect();
     let result = wait_until(
         "every Kustomization of the tree to be Ready",
@@ -244,12 +246,16 @@ pub fn wait_all_ready(
             let states = states(sh, cluster)?;
             for state in &states {
                 let id = format!("{}/{}", state.namespace, state.name);
-                if state.ready_at(commit) && !timeline.iter().any(|(k, _)| *k == id) {
+                let ready = expected
+                    .iter()
+                    .any(|(k, revision)| *k == id && state.ready_at(revision));
+                if ready && !timeline.iter().any(|(k, _)| *k == id) {
                     timeline.push((id, since.elapsed()));
                 }
             }
             let missing: Vec<&String> = expected
                 .iter()
+                .map(|(id, _)| id)
                 .filter(|id| !timeline.iter().any(|(k, _)| k == *id))
                 .collect();
             if missing.is_empty() {

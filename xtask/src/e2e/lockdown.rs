@@ -151,7 +151,7 @@ pub fn check(
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
         // A path that exists in no artifact: were the source used, the failure would differ.
         probe(cross, serde_json::json!({
-            "kind": "GitRepository", "name": tenant.name, "namespace": tenant.namespace,
+            "kind": tenant.source.0, "name": tenant.source.1, "namespace": tenant.namespace,
         }), Some(infra::render::PLATFORM_RECONCILER), "./lockdown-probe-applies-nothing"),
         // The platform's infrastructure, from the platform's source (which holds nothing of the
         // tenants'): applied as the controller it would succeed; as `default` it is forbidden.

@@ -1,6 +1,7 @@
 //! A CNCF distribution registry (`github.com/distribution/distribution/v3`, built from its Go
-//! module like the e2e's other components) on 127.0.0.1, for the e2e and `cargo xtask image
-//! --check`; and the e2e step that pushes the provider's image to it and pulls it back.
+//! module like the e2e's other components) on 127.0.0.1, for the e2e, `bench flux` and `cargo
+//! xtask image --check`; the pulls it served, read from its access log ([`Pulls`]); and the e2e
+//! step that pushes the provider's image to it and pulls it back.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub const PROVIDER_REPOSITORY: &str = "billing-platform/payment-provider";
 /// A registry process on a loopback port, stopped by pid with the [`Processes`] that started it.
 pub struct LocalRegistry {
     pub addr: SocketAddr,
+    /// Its output: one access-log line a request ([`Pulls::read`]).
+    pub log: PathBuf,
 }
 
 impl LocalRegistry {
@@ -47,20 +50,93 @@ impl LocalRegistry {
             },
         )
         .with_context(|| format!("the registry did not come up at {url}"))?;
-        Ok(Self { addr })
+        Ok(Self {
+            addr,
+            log: procs.log_path("registry"),
+        })
     }
 }
 
-/// The registry's configuration: loopback only, filesystem storage, no auth, no TLS.
+/// The registry's configuration: loopback only, filesystem storage, no auth, no TLS; an access
+/// log line a request (what [`Pulls`] counts), nothing else below warnings.
 fn config_yaml(addr: SocketAddr, storage: &Path) -> String {
     format!(
         "version: 0.1\n\
-         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
          http:\n  addr: {addr}\n  secret: billing-platform-e2e-only\n\
          health:\n  storagedriver:\n    enabled: false\n",
         storage.display()
     )
+}
+
+/// Requests for content the registry answered: what a registry host would count against its
+/// clients (source-controller resolves a tag with a manifest HEAD, then pulls only a new digest).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pulls {
+    /// `HEAD /v2/<name>/manifests/<ref>`: a tag resolved to its digest.
+    pub manifest_heads: u64,
+    /// `GET /v2/<name>/manifests/<ref>`: a manifest downloaded.
+    pub manifest_gets: u64,
+    /// `GET /v2/<name>/blobs/<digest>`: a config or layer downloaded.
+    pub blob_gets: u64,
+    /// Bytes of those blobs.
+    pub blob_bytes: u64,
+}
+
+impl Pulls {
+    /// Counts the access-log lines of `log` (the registry's output, Apache combined format).
+    pub fn read(log: &Path) -> anyhow::Result<Pulls> {
+        let text = std::fs::read(log).with_context(|| format!("cannot read {}", log.display()))?;
+        Ok(Pulls::count(&String::from_utf8_lossy(&text)))
+    }
+
+    fn count(text: &str) -> Pulls {
+        let mut pulls = Pulls::default();
+        for line in text.lines() {
+            // `… "HEAD /v2/a/b/manifests/production HTTP/1.1" 200 0 "" "agent"`
+            let mut quoted = line.split('"');
+            let (Some(_), Some(request), Some(answer)) =
+                (quoted.next(), quoted.next(), quoted.next())
+            else {
+                continue;
+            };
+            let mut request = request.split(' ');
+            let (Some(method), Some(path)) = (request.next(), request.next()) else {
+                continue;
+            };
+            let mut answer = answer.split_whitespace();
+            let ok = answer.next().is_some_and(|status| status.starts_with('2'));
+            let bytes: u64 = answer.next().and_then(|b| b.parse().ok()).unwrap_or(0);
+            if !ok || !path.starts_with("/v2/") {
+                continue;
+            }
+            match (
+                method,
+                path.contains("/manifests/"),
+                path.contains("/blobs/sha256:"),
+            ) {
+                ("HEAD", true, _) => pulls.manifest_heads += 1,
+                ("GET", true, _) => pulls.manifest_gets += 1,
+                ("GET", _, true) => {
+                    pulls.blob_gets += 1;
+                    pulls.blob_bytes += bytes;
+                }
+                _ => {}
+            }
+        }
+        pulls
+    }
+
+    /// What was served between `earlier` and `self`.
+    pub fn since(self, earlier: Pulls) -> Pulls {
+        Pulls {
+            manifest_heads: self.manifest_heads.saturating_sub(earlier.manifest_heads),
+            manifest_gets: self.manifest_gets.saturating_sub(earlier.manifest_gets),
+            blob_gets: self.blob_gets.saturating_sub(earlier.blob_gets),
+            blob_bytes: self.blob_bytes.saturating_sub(earlier.blob_bytes),
+        }
+    }
 }
 
 /// `GET /v2/` answers 200 (the API version check every client starts with).
@@ -144,5 +220,34 @@ mod tests {
             Some("/r/storage")
         );
         assert!(config["http"].get("tls").is_none() && config.get("auth").is_none());
+        assert_eq!(
+            config["log"]["accesslog"]["disabled"].as_bool(),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn pulls_are_counted_from_the_access_log_and_pushes_are_not() {
+        let log = r#"time="x" level=warning msg="a warning, not a request"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "go-containerregistry/v0.21.6"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "HEAD /v2/m/shop/manifests/production HTTP/1.1" 200 512 "" "flux"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/m/shop/manifests/sha256:ab HTTP/1.1" 200 512 "" "flux"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/m/shop/blobs/sha256:cd HTTP/1.1" 200 1400 "" "flux"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/m/shop/blobs/sha256:ef HTTP/1.1" 307 0 "" "flux"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "HEAD /v2/m/other/manifests/production HTTP/1.1" 404 0 "" "flux"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "PUT /v2/m/shop/manifests/production HTTP/1.1" 201 0 "" "skopeo/1.9.3"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "HEAD /v2/m/shop/blobs/sha256:cd HTTP/1.1" 200 0 "" "skopeo/1.9.3"
+"#;
+        let pulls = Pulls::count(log);
+        assert_eq!(
+            pulls,
+            Pulls {
+                manifest_heads: 1,
+                manifest_gets: 1,
+                blob_gets: 1,
+                blob_bytes: 1400,
+            }
+        );
+        assert_eq!(pulls.since(pulls), Pulls::default());
     }
 }

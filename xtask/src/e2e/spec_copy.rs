@@ -3,7 +3,8 @@
 //! layout stay as a person would leave them, renders that copy with `cargo xtask gen --spec
 //! <copy>/infra --root <copy>` run as a child of this very executable, and the caller commits the
 //! result for Flux. No generated file is edited by hand, except in the one case no spec renders:
-//! a tree given with `--flux-dir`, whose git URLs [`rewrite_urls`] rewrites in its YAML.
+//! a tree given with `--flux-dir`, whose git URLs and OCI registries [`rewrite_urls`] rewrites in
+//! its YAML.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,14 @@ impl SpecCopy {
     pub fn set_git_url(&self, url: &str) -> anyhow::Result<()> {
         let file = format!("{SPEC_DIR}/platform.toml");
         self.edit(&file, |text| with_git_url(text, &file, url))
+    }
+
+    /// Points `[platform.artifacts] repository` (every tenant's OCIRepository) at `repository`.
+    pub fn set_artifact_repository(&self, repository: &str) -> anyhow::Result<()> {
+        let file = format!("{SPEC_DIR}/platform.toml");
+        self.edit(&file, |text| {
+            with_artifact_repository(text, &file, repository)
+        })
     }
 
     /// Adds `by` to the replicas `service` runs in the run's environment: its
@@ -113,6 +122,31 @@ fn with_git_url(text: &str, file: &str, url: &str) -> anyhow::Result<String> {
     Ok(doc.to_string())
 }
 
+/// `text` (the platform file `file`) with `[platform.artifacts] repository = "<repository>"`
+/// (the section is added when the file relies on the default), all else as it was.
+fn with_artifact_repository(text: &str, file: &str, repository: &str) -> anyhow::Result<String> {
+    let mut doc = parse(text, file)?;
+    let platform = doc
+        .get_mut("platform")
+        .and_then(toml_edit::Item::as_table_like_mut)
+        .with_context(|| format!("{file} has no [platform] table"))?;
+    let artifacts = platform
+        .entry("artifacts")
+        .or_insert_with(toml_edit::table)
+        .as_table_like_mut()
+        .with_context(|| format!("{file}: `platform.artifacts` is not a table"))?;
+    match artifacts
+        .get_mut("repository")
+        .and_then(toml_edit::Item::as_value_mut)
+    {
+        Some(value) => replace_keeping_decor(value, toml_edit::Value::from(repository)),
+        None => {
+            artifacts.insert("repository", toml_edit::value(repository));
+        }
+    }
+    Ok(doc.to_string())
+}
+
 /// `text` (the service file `file`) with `by` more replicas in `env`, and what changed.
 fn with_more_replicas(
     text: &str,
@@ -168,9 +202,10 @@ fn replace_keeping_decor(value: &mut toml_edit::Value, new: toml_edit::Value) {
     *value.decor_mut() = decor;
 }
 
-/// Replaces each GitRepository URL of the tree by the loopback one in every YAML file under `flux/`:
-/// only for a tree given with `--flux-dir`, which no spec of this checkout renders.
-pub fn rewrite_urls(dir: &Path, urls: &[String], to: &str) -> anyhow::Result<()> {
+/// Replaces each GitRepository URL of the tree by the loopback one, and the registry of each
+/// OCIRepository URL by `registry` (`HOST:PORT`), in every YAML file under `flux/`: only for a
+/// tree given with `--flux-dir`, which no spec of this checkout renders.
+pub fn rewrite_urls(dir: &Path, urls: &[String], to: &str, registry: &str) -> anyhow::Result<()> {
     if urls.is_empty() {
         bail!(
             "{} has no GitRepository: Flux would have nothing to reconcile",
@@ -180,15 +215,15 @@ pub fn rewrite_urls(dir: &Path, urls: &[String], to: &str) -> anyhow::Result<()>
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.is_dir() {
-            rewrite_urls(&path, urls, to)?;
+            rewrite_urls(&path, urls, to, registry)?;
         } else {
-            rewrite_file(&path, urls, to)?;
+            rewrite_file(&path, urls, to, registry)?;
         }
     }
     Ok(())
 }
 
-fn rewrite_file(path: &Path, urls: &[String], to: &str) -> anyhow::Result<()> {
+fn rewrite_file(path: &Path, urls: &[String], to: &str, registry: &str) -> anyhow::Result<()> {
     if path.extension().is_none_or(|e| e != "yaml" && e != "yml") {
         return Ok(());
     }
@@ -197,6 +232,20 @@ fn rewrite_file(path: &Path, urls: &[String], to: &str) -> anyhow::Result<()> {
     for url in urls {
         new = new.replace(&format!("url: {url}\n"), &format!("url: {to}\n"));
     }
+    let new: String = new
+        .split_inclusive('\n')
+        .map(|line| {
+            let Some((indent, rest)) = line.split_once("url: oci://") else {
+                return line.to_owned();
+            };
+            match rest.split_once('/') {
+                Some((_host, path)) if indent.trim().is_empty() => {
+                    format!("{indent}url: oci://{registry}/{path}")
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect();
     if new != text {
         std::fs::write(path, new)?;
     }
@@ -237,6 +286,19 @@ digest = \"sha256:aaaa\"
                 "http://127.0.0.1:1/b.git"
             )
         );
+    }
+
+    #[test]
+    fn the_artifact_repository_is_set_or_its_section_added() {
+        let added = with_artifact_repository(PLATFORM, "p.toml", "127.0.0.1:1/m").expect("adds");
+        assert_eq!(
+            added,
+            format!("{PLATFORM}\n[platform.artifacts]\nrepository = \"127.0.0.1:1/m\"\n")
+        );
+        let set = with_artifact_repository(&added, "p.toml", "127.0.0.1:2/n").expect("sets");
+        assert_eq!(set, added.replace("127.0.0.1:1/m", "127.0.0.1:2/n"));
+        let err = with_artifact_repository("x = 1\n", "p.toml", "r").expect_err("no platform");
+        assert_eq!(err.to_string(), "p.toml has no [platform] table");
     }
 
     #[test]
@@ -338,11 +400,17 @@ digest = \"sha256:aaaa\"
         let copy = SpecCopy::new(root, "production");
         copy.set_git_url("http://127.0.0.1:1/billing-platform.git")
             .expect("sets the url");
+        copy.set_artifact_repository("127.0.0.1:2/billing-platform/manifests")
+            .expect("sets the repository");
         let scaled = copy.scale("antaeus", 1).expect("scales");
         let spec = infra::Spec::load(&root.join(SPEC_DIR)).expect("still a valid spec");
         assert_eq!(
             spec.platform.git.url,
             "http://127.0.0.1:1/billing-platform.git"
+        );
+        assert_eq!(
+            spec.platform.artifact_repository(),
+            "127.0.0.1:2/billing-platform/manifests"
         );
         let antaeus = spec.service("antaeus").expect("declared");
         assert_eq!(i64::from(antaeus.replicas), scaled.after);
@@ -354,14 +422,14 @@ digest = \"sha256:aaaa\"
         let scratch = tempfile::tempdir().expect("a scratch dir");
         let dir = scratch.path().to_owned();
         std::fs::create_dir_all(dir.join("tenants")).unwrap();
-        let yaml = "spec:\n  url: https://example.invalid/repo\n";
+        let yaml = "spec:\n  url: https://example.invalid/repo\n---\nspec:\n  url: oci://ghcr.io/org/manifests/shop\n";
         std::fs::write(dir.join("tenants/sync.yaml"), yaml).unwrap();
         std::fs::write(dir.join("notes.txt"), yaml).unwrap();
         let urls = ["https://example.invalid/repo".to_string()];
-        rewrite_urls(&dir, &urls, "http://127.0.0.1:1/r.git").unwrap();
+        rewrite_urls(&dir, &urls, "http://127.0.0.1:1/r.git", "127.0.0.1:2").unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("tenants/sync.yaml")).unwrap(),
-            "spec:\n  url: http://127.0.0.1:1/r.git\n"
+            "spec:\n  url: http://127.0.0.1:1/r.git\n---\nspec:\n  url: oci://127.0.0.1:2/org/manifests/shop\n"
         );
         assert_eq!(
             std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
@@ -371,7 +439,8 @@ digest = \"sha256:aaaa\"
 
     #[test]
     fn a_tree_without_git_repositories_is_refused() {
-        let err = rewrite_urls(Path::new("/nonexistent"), &[], "http://x").unwrap_err();
+        let err =
+            rewrite_urls(Path::new("/nonexistent"), &[], "http://x", "127.0.0.1:1").unwrap_err();
         assert!(err.to_string().contains("has no GitRepository"), "{err}");
     }
 }

@@ -1,7 +1,8 @@
 //! Step 6, changes through git only: a commit that makes one service's manifests reach into the
 //! other service's namespace (and beyond its tenant's rights) must fail its Kustomization and leave
 //! nothing behind; its revert must recover; a replicas change, made in the spec and rendered by
-//! `gen` ([`SpecCopy`]), must roll out with no human apply.
+//! `gen` ([`SpecCopy`]), must roll out with no human apply. After each commit the tree's artifacts
+//! are published from it, as CI does; the service's Kustomization follows its artifact.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use xshell::Shell;
 
+use super::artifacts;
 use super::checks::{self, CLIENT_SERVICE, PROVIDER_SERVICE};
 use super::cluster::Cluster;
 use super::flux::{self, request_reconcile};
@@ -53,6 +55,7 @@ pub fn run(
     std::fs::write(dir.join(format!("{MARKER}.yaml")), file)?;
     add_resource(&dir.join("kustomization.yaml"), &format!("{MARKER}.yaml"))?;
     let commit = repo.commit(sh, "tenancy violation: reach into another namespace")?;
+    let revision = publish(repo, tree, service, &commit)?;
     let started = Instant::now();
     poke(sh, cluster, service)?;
     let message = wait_until(
@@ -65,7 +68,7 @@ pub fn run(
             procs.check_alive()?;
             poke(sh, cluster, service)?;
             let state = state_of(sh, cluster, service)?;
-            Ok(state.ready == Some(false) && state.attempted.contains(&commit))
+            Ok(state.ready == Some(false) && state.attempted.contains(&revision))
         },
     )
     .and_then(|_| state_of(sh, cluster, service).map(|s| s.message))?;
@@ -98,8 +101,9 @@ pub fn run(
 
     // 2. The revert recovers.
     let revert = repo.revert_last(sh)?;
+    let revision = publish(repo, tree, service, &revert)?;
     let started = Instant::now();
-    wait_ready_at(sh, cluster, service, procs, &revert, timeout)?;
+    wait_ready_at(sh, cluster, service, procs, &revision, timeout)?;
     held.push(format!("revert recovered in {:.0?}", started.elapsed()));
 
     // 3. A replicas change rolls out through Flux: spec → `gen` → commit, as a team would.
@@ -134,8 +138,9 @@ pub fn run(
             scaled.file, scaled.key
         ),
     )?;
+    let revision = publish(repo, tree, service, &commit)?;
     let started = Instant::now();
-    wait_ready_at(sh, cluster, service, procs, &commit, timeout)?;
+    wait_ready_at(sh, cluster, service, procs, &revision, timeout)?;
     wait_until(
         &format!("Deployment {ns}/{name} to have {after} available replicas"),
         timeout,
@@ -178,14 +183,26 @@ fn service_deployment<'a>(
     Ok((applier, deployment))
 }
 
-/// Asks the service's GitRepository and Kustomization to look at the new commit now.
+/// Publishes the tree's artifacts from the work tree at `commit` (as CI does after a merge);
+/// returns the revision `service`'s Kustomization must reach.
+fn publish(
+    repo: &Repo,
+    tree: &Tree,
+    service: &FluxKustomization,
+    commit: &str,
+) -> anyhow::Result<String> {
+    let published = artifacts::publish(repo, tree)?;
+    Ok(published.revision(service, commit).to_owned())
+}
+
+/// Asks the service's source and Kustomization to look at the new revision now.
 fn poke(sh: &Shell, cluster: &Cluster, service: &FluxKustomization) -> anyhow::Result<()> {
     request_reconcile(
         sh,
         cluster,
-        "gitrepository",
+        &service.source.0.to_lowercase(),
         &service.namespace,
-        &service.name,
+        &service.source.1,
     )?;
     request_reconcile(
         sh,
@@ -217,13 +234,13 @@ fn wait_ready_at(
     cluster: &Cluster,
     service: &FluxKustomization,
     procs: &mut Processes,
-    commit: &str,
+    revision: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let mut polls = 0u32;
     wait_until(
         &format!(
-            "Kustomization {}/{} Ready at {commit}",
+            "Kustomization {}/{} Ready at {revision}",
             service.namespace, service.name
         ),
         timeout,
@@ -235,7 +252,9 @@ fn wait_ready_at(
             }
             polls += 1;
             let state = state_of(sh, cluster, service)?;
-            if state.ready == Some(true) && state.applied.contains(commit) {
+            // Attempted too: a revert publishes the digest that was applied before the
+            // violation, so only the attempt says Flux has looked since.
+            if state.ready_at(revision) && state.attempted.contains(revision) {
                 return Ok(true);
             }
             bail!("{}: {}", state.reason, state.message)

@@ -1,6 +1,8 @@
 //! What the run expects, discovered from the `flux/` tree of the checkout rather than hard-coded:
 //! the bootstrap entry point of an environment, every Flux Kustomization reachable from it, and the
-//! objects each one applies (rendered with `kubectl kustomize`, as Flux would).
+//! objects each one applies (rendered with `kubectl kustomize`, as Flux would). A Kustomization
+//! reading an OCIRepository resolves its path in the tree directory the artifact holds (the
+//! source's `billing-platform/artifact-directory` annotation), which the run publishes.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,8 +16,11 @@ use xshell::{Shell, cmd};
 pub struct FluxKustomization {
     pub name: String,
     pub namespace: String,
-    /// Path inside the repository, without the leading `./`.
+    /// The tree directory it applies, relative to the repository and without a leading `./`
+    /// (for an OCI source: inside the directory its artifact holds).
     pub path: String,
+    /// Its source: `(kind, name)` in its own namespace.
+    pub source: (String, String),
     pub service_account: Option<String>,
     pub objects: Vec<Value>,
 }
@@ -45,16 +50,52 @@ impl Tree {
             .cloned()
             .collect();
         let mut seen = BTreeSet::new();
+        // Every OCIRepository seen so far: each is applied next to the Kustomization reading it.
+        let mut oci: Vec<Value> = bootstrap
+            .iter()
+            .filter(|o| str_at(o, "/kind") == "OCIRepository")
+            .cloned()
+            .collect();
         while let Some(object) = queue.pop() {
             let name = str_at(&object, "/metadata/name").to_string();
             let namespace = str_at(&object, "/metadata/namespace").to_string();
             if !seen.insert((namespace.clone(), name.clone())) {
                 continue;
             }
-            let path = str_at(&object, "/spec/path")
+            let source = (
+                str_at(&object, "/spec/sourceRef/kind").to_string(),
+                str_at(&object, "/spec/sourceRef/name").to_string(),
+            );
+            let relative = str_at(&object, "/spec/path")
                 .trim_start_matches("./")
-                .trim_end_matches('/')
-                .to_string();
+                .trim_end_matches('/');
+            let path = if source.0 == "OCIRepository" {
+                let repository = oci
+                    .iter()
+                    .find(|o| {
+                        str_at(o, "/metadata/namespace") == namespace
+                            && str_at(o, "/metadata/name") == source.1
+                    })
+                    .with_context(|| {
+                        format!(
+                            "Kustomization {namespace}/{name} reads OCIRepository {namespace}/{}, which the tree does not apply before it",
+                            source.1
+                        )
+                    })?;
+                let dir = artifact_directory(repository).with_context(|| {
+                    format!(
+                        "OCIRepository {namespace}/{} does not name its tree directory",
+                        source.1
+                    )
+                })?;
+                if relative.is_empty() {
+                    dir.to_string()
+                } else {
+                    format!("{dir}/{relative}")
+                }
+            } else {
+                relative.to_string()
+            };
             let dir = root.join(&path);
             let mut objects = render(sh, &dir).with_context(|| {
                 format!("Kustomization {namespace}/{name} points at {path}, which does not build")
@@ -72,10 +113,17 @@ impl Tree {
                 }
             }
             queue.extend(objects.iter().filter(|o| is_flux_kustomization(o)).cloned());
+            oci.extend(
+                objects
+                    .iter()
+                    .filter(|o| str_at(o, "/kind") == "OCIRepository")
+                    .cloned(),
+            );
             kustomizations.push(FluxKustomization {
                 name,
                 namespace,
                 path,
+                source,
                 service_account: object
                     .pointer("/spec/serviceAccountName")
                     .and_then(Value::as_str)
@@ -143,6 +191,15 @@ impl Tree {
             .unwrap_or("main")
             .to_string()
     }
+}
+
+/// The tree directory an OCIRepository's artifact holds (its annotation), without `./` or `/`.
+pub fn artifact_directory(repository: &Value) -> Option<&str> {
+    repository
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(infra::meta::ARTIFACT_DIRECTORY))
+        .and_then(Value::as_str)
+        .map(|d| d.trim_start_matches("./").trim_end_matches('/'))
 }
 
 /// `kubectl kustomize DIR`, one JSON value per document.
@@ -226,7 +283,7 @@ mod tests {
         write(
             &root,
             "flux/clusters/staging/sync.yaml",
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: flux-system, namespace: flux-system}\nspec: {url: https://example.invalid/repo, ref: {branch: trunk}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps, namespace: flux-system}\nspec: {path: ./flux/apps, serviceAccountName: kustomize-controller}\n",
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: flux-system, namespace: flux-system}\nspec: {url: https://example.invalid/repo, ref: {branch: trunk}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps, namespace: flux-system}\nspec: {path: ./flux/apps, serviceAccountName: kustomize-controller, sourceRef: {kind: GitRepository, name: flux-system}}\n",
         );
         write(
             &root,
@@ -236,7 +293,8 @@ mod tests {
         write(
             &root,
             "flux/apps/svc.yaml",
-            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: svc, namespace: svc}\nspec: {path: ./flux/svc/, targetNamespace: svc}\n",
+            // The service reads its OCI artifact, which holds flux/svc at its root.
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata: {name: svc, namespace: svc, annotations: {billing-platform/artifact-directory: flux/svc}}\nspec: {url: oci://127.0.0.1:1/m/svc, ref: {tag: staging}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: svc, namespace: svc}\nspec: {path: ./, targetNamespace: svc, sourceRef: {kind: OCIRepository, name: svc}}\n",
         );
         write(
             &root,
@@ -257,6 +315,11 @@ mod tests {
         assert_eq!(names, ["apps", "svc"]);
         let applier = tree.applied_by("ConfigMap", "svc", "cm").unwrap();
         assert_eq!(applier.path, "flux/svc");
+        assert_eq!(applier.source, ("OCIRepository".into(), "svc".into()));
+        assert_eq!(
+            tree.kustomizations[0].source,
+            ("GitRepository".into(), "flux-system".into())
+        );
         assert_eq!(tree.git_urls(), ["https://example.invalid/repo"]);
         assert_eq!(tree.git_branch(), "trunk");
         assert_eq!(

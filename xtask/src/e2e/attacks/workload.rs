@@ -87,10 +87,10 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, targets: &Targets) -> Vec<A
         ),
         run(
             tenant,
-            "annotates its GitRepository reconcile=disabled",
+            "annotates its OCIRepository reconcile=disabled",
             &[
                 "annotate",
-                &format!("gitrepository/{ns}"),
+                &format!("ocirepository/{ns}"),
                 "-n",
                 ns,
                 "kustomize.toolkit.fluxcd.io/reconcile=disabled",
@@ -98,10 +98,10 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, targets: &Targets) -> Vec<A
         ),
         Attack {
             who: tenant.clone(),
-            what: "suspends its GitRepository".to_owned(),
+            what: "suspends its OCIRepository".to_owned(),
             args: strings(&[
                 "patch",
-                &format!("gitrepository/{ns}"),
+                &format!("ocirepository/{ns}"),
                 "-n",
                 ns,
                 "--type=merge",

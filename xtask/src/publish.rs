@@ -1,0 +1,312 @@
+//! `cargo xtask publish`: pushes each service's manifests (`flux/apps/<service>/<env>/`, as
+//! committed) as the OCI artifact its tenant's OCIRepository follows: `<[platform.artifacts]
+//! repository>/<service>:<env>` ([`infra::render::artifacts`] says which, [`artifact`] builds
+//! each one). CI runs it after `verify` on every commit of the main branch.
+//!
+//! The artifacts go through one OCI layout (`target/publish/`, one manifest per artifact) and are
+//! pushed with skopeo (Debian's package, as for `image --check`): it speaks TLS, reads registry
+//! credentials (`REGISTRY_AUTH_FILE`, `skopeo login`, `~/.docker/config.json`), skips blobs the
+//! registry has, and `--preserve-digests` keeps the digest computed here. A registry on a loopback
+//! address (the e2e's, the benchmark's) is spoken to over plain HTTP.
+
+mod artifact;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::generate::load_spec;
+use crate::image::oci;
+pub use artifact::{Built, build};
+
+#[derive(clap::Args)]
+pub struct Publish {
+    /// Load the spec from this directory instead of the built-in `infra/` one.
+    #[arg(long, value_name = "DIR")]
+    spec: Option<PathBuf>,
+    /// Publish the tree under this directory instead of the workspace root.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Only this environment's artifacts (repeatable; default: every environment).
+    #[arg(long = "env", value_name = "ENV")]
+    envs: Vec<String>,
+    /// Build the artifacts and print their digests, push nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Pushes at once (skopeo processes).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+}
+
+impl Publish {
+    pub fn run(self) -> anyhow::Result<()> {
+        let spec = load_spec(self.spec.as_deref())?;
+        let root = self.root.clone().unwrap_or_else(crate::project_root);
+        let started = Instant::now();
+        let built = build_all(&spec, &root, &self.envs)?;
+        let layout = crate::project_root().join("target").join("publish");
+        write_layout(&layout, &built)?;
+        for b in &built {
+            println!(
+                "  {}:{} {} ({} files from {})",
+                b.artifact.repository, b.artifact.tag, b.manifest_digest, b.files, b.artifact.dir
+            );
+        }
+        if self.dry_run {
+            println!(
+                "publish: {} artifacts built in {:.1?} (layout {}); --dry-run: nothing pushed",
+                built.len(),
+                started.elapsed(),
+                layout.display()
+            );
+            return Ok(());
+        }
+        crate::image::check::ensure_tools(&Shell::new()?)?;
+        push_all(&layout, &built, usize::from(self.jobs))?;
+        println!(
+            "publish: {} artifacts pushed to {} in {:.1?}",
+            built.len(),
+            spec.platform.artifact_repository(),
+            started.elapsed()
+        );
+        Ok(())
+    }
+}
+
+/// Builds the artifact of every service in `envs` (every environment when empty) from the
+/// files under `root`.
+pub fn build_all(spec: &infra::Spec, root: &Path, envs: &[String]) -> anyhow::Result<Vec<Built>> {
+    for env in envs {
+        if !spec.environments.iter().any(|e| &e.name == env) {
+            let known: Vec<&str> = spec.environments.iter().map(|e| e.name.as_str()).collect();
+            bail!(
+                "--env {env}: no such environment (the spec has {})",
+                known.join(", ")
+            );
+        }
+    }
+    infra::render::artifacts(spec)
+        .iter()
+        .filter(|a| envs.is_empty() || envs.contains(&a.env))
+        .map(|a| artifact::build(root, a, &spec.platform.git.url))
+        .collect()
+}
+
+/// The reference of `built` inside the layout (`oci:<layout>:<ref>` in skopeo's syntax).
+fn ref_name(built: &Built) -> String {
+    format!("{}/{}", built.artifact.service, built.artifact.env)
+}
+
+/// One OCI layout holding every artifact, each manifest named by [`ref_name`].
+pub fn write_layout(dir: &Path, built: &[Built]) -> anyhow::Result<()> {
+    let manifests = built
+        .iter()
+        .map(|b| {
+            let manifest = &b
+                .blobs
+                .iter()
+                .find(|(digest, _)| *digest == b.manifest_digest)
+                .expect("a built artifact holds its manifest")
+                .1;
+            let mut descriptor = oci::descriptor(
+                oci_spec::image::MediaType::ImageManifest,
+                &b.manifest_digest,
+                manifest.len(),
+            )?;
+            descriptor.set_annotations(Some(
+                [(oci::REF_NAME.to_owned(), ref_name(b))]
+                    .into_iter()
+                    .collect(),
+            ));
+            Ok(descriptor)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let index = oci::canonical_json(
+        &oci_spec::image::ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(oci_spec::image::MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()?,
+    )?;
+    let mut blobs: Vec<(String, Vec<u8>)> = built
+        .iter()
+        .flat_map(|b| b.blobs.iter().cloned())
+        .map(|(digest, bytes)| {
+            let hex = digest
+                .strip_prefix("sha256:")
+                .expect("sha256() names its algorithm")
+                .to_owned();
+            (format!("blobs/sha256/{hex}"), bytes)
+        })
+        .collect();
+    blobs.sort();
+    blobs.dedup_by(|a, b| a.0 == b.0);
+    let mut files = vec![
+        (
+            "oci-layout".to_owned(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        ("index.json".to_owned(), index),
+    ];
+    files.extend(blobs);
+    oci::write_layout(dir, &files)
+}
+
+/// skopeo's arguments to push `built` from `layout`: plain HTTP for a registry on a loopback
+/// address, the registry's digest written to `digest_file`.
+fn skopeo_args(layout: &Path, built: &Built, digest_file: &Path) -> Vec<String> {
+    let mut args = vec![
+        "copy".to_owned(),
+        "--quiet".to_owned(),
+        "--preserve-digests".to_owned(),
+        format!("--digestfile={}", digest_file.display()),
+    ];
+    let host = built
+        .artifact
+        .repository
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if crate::image::registry::is_loopback(host) {
+        args.push("--dest-tls-verify=false".to_owned());
+    }
+    args.push(format!("oci:{}:{}", layout.display(), ref_name(built)));
+    args.push(format!(
+        "docker://{}:{}",
+        built.artifact.repository, built.artifact.tag
+    ));
+    args
+}
+
+/// Pushes every artifact of `layout`, `jobs` at a time; every failure is reported, not the first.
+pub fn push_all(layout: &Path, built: &[Built], jobs: usize) -> anyhow::Result<()> {
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let scratch = tempfile::tempdir().context("cannot create a folder for skopeo's digests")?;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(built.len()) {
+            scope.spawn(|| {
+                while let Some(b) = built.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(err) = push_one(layout, b, scratch.path()) {
+                        failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!(
+                                "{}:{}: {err:#}",
+                                b.artifact.repository, b.artifact.tag
+                            ));
+                    }
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !failures.is_empty() {
+        failures.sort();
+        bail!(
+            "{} of {} artifacts not published:\n{}",
+            failures.len(),
+            built.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
+}
+
+fn push_one(layout: &Path, built: &Built, scratch: &Path) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    let digest_file = scratch.join(ref_name(built).replace('/', "_"));
+    let args = skopeo_args(layout, built, &digest_file);
+    cmd!(sh, "skopeo {args...}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("skopeo copy failed")?;
+    let stored = std::fs::read_to_string(&digest_file)
+        .with_context(|| format!("skopeo wrote no digest to {}", digest_file.display()))?;
+    if stored.trim() != built.manifest_digest {
+        bail!(
+            "the registry stored {} instead of {}",
+            stored.trim(),
+            built.manifest_digest
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built(repository: &str) -> Built {
+        Built {
+            artifact: infra::render::Artifact {
+                service: "shop".into(),
+                env: "staging".into(),
+                dir: "flux/apps/shop/staging".into(),
+                repository: repository.into(),
+                tag: "staging".into(),
+            },
+            manifest_digest: "sha256:0".into(),
+            files: 1,
+            blobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn skopeo_pushes_by_tag_keeping_the_digest_and_speaks_plain_http_to_loopback_only() {
+        let (layout, digest) = (Path::new("/l"), Path::new("/d"));
+        assert_eq!(
+            skopeo_args(layout, &built("127.0.0.1:5000/manifests/shop"), digest),
+            [
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                "--digestfile=/d",
+                "--dest-tls-verify=false",
+                "oci:/l:shop/staging",
+                "docker://127.0.0.1:5000/manifests/shop:staging",
+            ]
+        );
+        let remote = skopeo_args(layout, &built("ghcr.io/org/manifests/shop"), digest);
+        assert!(
+            !remote.iter().any(|a| a.contains("tls-verify")),
+            "{remote:?}"
+        );
+        assert_eq!(
+            remote.last().map(String::as_str),
+            Some("docker://ghcr.io/org/manifests/shop:staging")
+        );
+    }
+
+    #[test]
+    fn every_artifact_of_the_committed_tree_builds_and_an_unknown_environment_is_refused() {
+        let spec = infra::testing::spec();
+        let built = build_all(spec, &crate::project_root(), &[]).expect("builds");
+        assert_eq!(built.len(), spec.services.len() * spec.environments.len());
+        let production =
+            build_all(spec, &crate::project_root(), &["production".into()]).expect("builds");
+        assert!(production.iter().all(|b| b.artifact.tag == "production"));
+        let dir = tempfile::tempdir().expect("dir");
+        write_layout(dir.path(), &production).expect("writes");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).expect("index"))
+                .expect("JSON");
+        let names: Vec<&str> = index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .filter_map(|m| m["annotations"][oci::REF_NAME].as_str())
+            .collect();
+        assert_eq!(names, ["antaeus/production", "payment-provider/production"]);
+        let err = build_all(spec, &crate::project_root(), &["prod".into()]).expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "--env prod: no such environment (the spec has production, staging)"
+        );
+    }
+}
