@@ -78,11 +78,12 @@ impl OCIRepository {
     }
 }
 
-/// The artifact version to pull: a tag source-controller resolves to a digest every interval.
+/// The artifact version to pull: a digest, so git decides what runs (source-controller asks the
+/// registry nothing until the tree pins another one).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OciRef {
-    pub tag: String,
+    pub digest: String,
 }
 
 /// Which layer of the artifact holds the files, and what to do with it.

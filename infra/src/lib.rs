@@ -7,6 +7,7 @@
 //! conventions, [`flux`] the Flux types, [`synthetic`] a generated platform for benchmarks, and
 //! `testing` (feature `testing`) the fixtures tests share.
 
+pub mod artifact;
 pub mod checks;
 pub mod flux;
 pub mod meta;
@@ -50,6 +51,13 @@ pub enum Error {
     /// Two generators wrote the same path, or a file was added where the tree derives one.
     #[error("cannot build the tree: {0}")]
     Tree(String),
+    /// A directory's OCI artifact could not be assembled (a file name tar cannot hold).
+    #[error("cannot build the OCI artifact of {dir}")]
+    Artifact {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A streaming tree's sink could not take a file.
     #[error("cannot write {path}")]
     Sink {

@@ -288,7 +288,7 @@ impl Tree {
     ) -> Result<(), E> {
         let mut kustomizations = BTreeMap::new();
         for (root, resources) in self.resources() {
-            let text = kustomize_file(root, &KustomizeConfig::new(resources))?;
+            let text = root_kustomization(root, resources)?;
             kustomizations.insert(format!("{root}/kustomization.yaml"), text);
         }
         // One sorted walk over both, as the map `render` returns is sorted.
@@ -345,7 +345,7 @@ impl Tree {
 }
 
 /// A YAML file's bytes: the header, then each object as its own document.
-fn objects_text(objects: &[Object]) -> String {
+pub(crate) fn objects_text(objects: &[Object]) -> String {
     let mut text = String::with_capacity(
         HEADER.len() + objects.iter().map(|o| o.yaml.len() + 5).sum::<usize>(),
     );
@@ -366,6 +366,13 @@ fn refuse_kustomization(path: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// The bytes of the `kustomization.yaml` the tree derives for the root `dir` listing `resources`
+/// (relative to it): what [`Tree::render`] writes there.
+pub(crate) fn root_kustomization(dir: &str, mut resources: Vec<String>) -> Result<String, Error> {
+    resources.sort();
+    kustomize_file(dir, &KustomizeConfig::new(resources))
 }
 
 /// `dir/kustomization.yaml`'s bytes: the header, then `config` as YAML.

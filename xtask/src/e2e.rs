@@ -233,7 +233,7 @@ impl E2e {
                 "the served tree's GitRepositories point at {urls:?}, not only at the loopback server {url}"
             );
         }
-        let published = artifacts::publish(&repo, &tree)?;
+        let published = artifacts::publish(sh, &repo, &tree)?;
         println!(
             "2. serving {url} ({} {commit:.12}); {} artifacts published to {registry}; {} Kustomizations in the {} tree",
             repo.branch,

@@ -1,7 +1,9 @@
-//! `cargo xtask publish`: pushes each service's manifests (`flux/apps/<service>/<env>/`, as
-//! committed) as the OCI artifact its tenant's OCIRepository follows: `<[platform.artifacts]
-//! repository>/<service>:<env>` ([`infra::render::artifacts`] says which, [`artifact`] builds
-//! each one). CI runs it after `verify` on every commit of the main branch.
+//! `cargo xtask publish`: pushes each service's manifests (`flux/apps/<service>/<env>/` on disk)
+//! as the OCI artifact its tenant's OCIRepository pins by digest, to `<[platform.artifacts]
+//! repository>/<service>` ([`infra::render::artifacts`] says which, [`artifact`] builds each one),
+//! tagged with its digest (`sha256-<hex>`: no tag ever moves). Each artifact must be the one the
+//! tree pins, else nothing is pushed. A digest nobody pins deploys nothing, so CI can publish from
+//! every pull request after `verify`, before the merge that pins it reaches the cluster.
 //!
 //! The artifacts go through one OCI layout (`target/publish/`, one manifest per artifact) and are
 //! pushed with skopeo (Debian's package, as for `image --check`): it speaks TLS, reads registry
@@ -22,6 +24,7 @@ use xshell::{Shell, cmd};
 use crate::generate::load_spec;
 use crate::image::oci;
 pub use artifact::{Built, build};
+use infra::render::Artifact;
 
 #[derive(clap::Args)]
 pub struct Publish {
@@ -48,12 +51,31 @@ impl Publish {
         let root = self.root.clone().unwrap_or_else(crate::project_root);
         let started = Instant::now();
         let built = build_all(&spec, &root, &self.envs)?;
-        let layout = crate::project_root().join("target").join("publish");
+        let stale: Vec<String> = built
+            .iter()
+            .filter_map(|b| match pinned(&root, &spec, &b.artifact) {
+                Ok((_, pin)) if pin == b.manifest_digest => None,
+                Ok((file, pin)) => Some(format!(
+                    "{file}: the tree pins {pin}, but {} builds {}: flux/ is stale or was edited by hand; run `cargo xtask gen`",
+                    b.artifact.dir, b.manifest_digest
+                )),
+                Err(err) => Some(format!("{err:#}")),
+            })
+            .collect();
+        if !stale.is_empty() {
+            bail!(
+                "nothing published: {} of {} artifacts are not what the tree pins:\n{}",
+                stale.len(),
+                built.len(),
+                stale.join("\n")
+            );
+        }
+        let layout = crate::dist::target_dir(&Shell::new()?)?.join("publish");
         write_layout(&layout, &built)?;
         for b in &built {
             println!(
-                "  {}:{} {} ({} files from {})",
-                b.artifact.repository, b.artifact.tag, b.manifest_digest, b.files, b.artifact.dir
+                "  {}@{} ({} files from {})",
+                b.artifact.repository, b.manifest_digest, b.files, b.artifact.dir
             );
         }
         if self.dry_run {
@@ -94,6 +116,35 @@ pub fn build_all(spec: &infra::Spec, root: &Path, envs: &[String]) -> anyhow::Re
         .filter(|a| envs.is_empty() || envs.contains(&a.env))
         .map(|a| artifact::build(root, a, &spec.platform.git.url))
         .collect()
+}
+
+/// The tenant sync file of `artifact` and the digest its OCIRepository pins.
+fn pinned(
+    root: &Path,
+    spec: &infra::Spec,
+    artifact: &Artifact,
+) -> anyhow::Result<(String, String)> {
+    let team = spec
+        .service(&artifact.service)
+        .map(|s| s.team.clone())
+        .with_context(|| format!("the spec has no service {}", artifact.service))?;
+    let file = format!(
+        "{}/sync.yaml",
+        infra::render::layout::tenant_dir(&artifact.service, &team, &artifact.env)
+    );
+    let text = std::fs::read_to_string(root.join(&file))
+        .with_context(|| format!("cannot read {file}; run `cargo xtask gen`"))?;
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document)
+            .with_context(|| format!("{file} is not YAML"))?;
+        if value["kind"] == "OCIRepository" {
+            let pin = value["spec"]["ref"]["digest"].as_str().with_context(|| {
+                format!("{file}: the OCIRepository pins no digest (spec.ref.digest)")
+            })?;
+            return Ok((file, pin.to_owned()));
+        }
+    }
+    bail!("{file} has no OCIRepository; run `cargo xtask gen`")
 }
 
 /// The reference of `built` inside the layout (`oci:<layout>:<ref>` in skopeo's syntax).
@@ -177,7 +228,8 @@ fn skopeo_args(layout: &Path, built: &Built, digest_file: &Path) -> Vec<String> 
     args.push(format!("oci:{}:{}", layout.display(), ref_name(built)));
     args.push(format!(
         "docker://{}:{}",
-        built.artifact.repository, built.artifact.tag
+        built.artifact.repository,
+        infra::render::artifact_tag(&built.manifest_digest)
     ));
     args
 }
@@ -196,8 +248,8 @@ pub fn push_all(layout: &Path, built: &[Built], jobs: usize) -> anyhow::Result<(
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .push(format!(
-                                "{}:{}: {err:#}",
-                                b.artifact.repository, b.artifact.tag
+                                "{}@{}: {err:#}",
+                                b.artifact.repository, b.manifest_digest
                             ));
                     }
                 }
@@ -249,16 +301,15 @@ mod tests {
                 env: "staging".into(),
                 dir: "flux/apps/shop/staging".into(),
                 repository: repository.into(),
-                tag: "staging".into(),
             },
-            manifest_digest: "sha256:0".into(),
+            manifest_digest: "sha256:00ff".into(),
             files: 1,
             blobs: Vec::new(),
         }
     }
 
     #[test]
-    fn skopeo_pushes_by_tag_keeping_the_digest_and_speaks_plain_http_to_loopback_only() {
+    fn skopeo_pushes_under_the_digest_keeping_it_and_speaks_plain_http_to_loopback_only() {
         let (layout, digest) = (Path::new("/l"), Path::new("/d"));
         assert_eq!(
             skopeo_args(layout, &built("127.0.0.1:5000/manifests/shop"), digest),
@@ -269,7 +320,7 @@ mod tests {
                 "--digestfile=/d",
                 "--dest-tls-verify=false",
                 "oci:/l:shop/staging",
-                "docker://127.0.0.1:5000/manifests/shop:staging",
+                "docker://127.0.0.1:5000/manifests/shop:sha256-00ff",
             ]
         );
         let remote = skopeo_args(layout, &built("ghcr.io/org/manifests/shop"), digest);
@@ -279,7 +330,7 @@ mod tests {
         );
         assert_eq!(
             remote.last().map(String::as_str),
-            Some("docker://ghcr.io/org/manifests/shop:staging")
+            Some("docker://ghcr.io/org/manifests/shop:sha256-00ff")
         );
     }
 
@@ -290,7 +341,12 @@ mod tests {
         assert_eq!(built.len(), spec.services.len() * spec.environments.len());
         let production =
             build_all(spec, &crate::project_root(), &["production".into()]).expect("builds");
-        assert!(production.iter().all(|b| b.artifact.tag == "production"));
+        assert!(production.iter().all(|b| b.artifact.env == "production"));
+        // The committed tree pins exactly what publish builds from it.
+        for b in &built {
+            let (_, pin) = pinned(&crate::project_root(), spec, &b.artifact).expect("pinned");
+            assert_eq!(pin, b.manifest_digest, "{}", b.artifact.dir);
+        }
         let dir = tempfile::tempdir().expect("dir");
         write_layout(dir.path(), &production).expect("writes");
         let index: serde_json::Value =

@@ -19,9 +19,9 @@
 
 use crate::spec::Spec;
 
-/// One service's manifests in one environment as an OCI artifact: the files of [`app_dir`] (at
-/// the artifact's root), pushed by `cargo xtask publish` as `repository:tag` and pulled by the
-/// tenant's OCIRepository, which follows the tag.
+/// One service's manifests in one environment as an OCI artifact ([`crate::artifact`]): the
+/// files of [`app_dir`] at the artifact's root, pushed by `cargo xtask publish` to `repository`
+/// and pulled by the tenant's OCIRepository by the digest the tree pins.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Artifact {
     pub service: String,
@@ -30,8 +30,6 @@ pub struct Artifact {
     pub dir: String,
     /// `<[platform.artifacts] repository>/<service>`, without scheme or tag.
     pub repository: String,
-    /// The environment: one repository a service, one tag an environment.
-    pub tag: String,
 }
 
 impl Artifact {
@@ -41,6 +39,12 @@ impl Artifact {
     }
 }
 
+/// The tag an artifact is pushed under: its digest (`sha256-<hex>`, cosign's spelling), so the
+/// registry keeps every pinned version and no tag ever moves. Flux pulls by digest, not by tag.
+pub fn artifact_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
 /// Where `service`'s manifests for `env` are published.
 pub fn artifact(spec: &Spec, service: &str, env: &str) -> Artifact {
     Artifact {
@@ -48,7 +52,6 @@ pub fn artifact(spec: &Spec, service: &str, env: &str) -> Artifact {
         env: env.to_owned(),
         dir: app_dir(service, env),
         repository: format!("{}/{service}", spec.platform.artifact_repository()),
-        tag: env.to_owned(),
     }
 }
 

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use super::layout::{app_dir, settings_dir, tenant_dir};
 use super::{limits, network, tenant, workload};
-use crate::Error;
 use crate::meta;
 use crate::spec::{self, Spec};
-use crate::tree::{Object, Tree};
+use crate::tree::{Object, Tree, objects_text, root_kustomization};
+use crate::{Error, artifact};
 
 /// What a builder renders from: one service in one environment.
 pub(super) struct ServiceCtx<'a> {
@@ -21,6 +21,9 @@ pub(super) struct ServiceCtx<'a> {
     pub env: &'a str,
     /// `(callee, port)` of every service this one may call.
     pub callees: &'a [(&'a str, i32)],
+    /// The digest of the service's app directory as an OCI artifact ([`crate::artifact`]): set
+    /// once its files are rendered, for the tenant's source to pin.
+    pub app_digest: Option<String>,
 }
 
 impl ServiceCtx<'_> {
@@ -129,6 +132,7 @@ fn render_batch(
                                 callees: callees
                                     .get(service.name.as_str())
                                     .map_or(&[], Vec::as_slice),
+                                app_digest: None,
                             };
                             service_files(&ctx)
                         })
@@ -154,28 +158,65 @@ struct ServiceFiles {
     files: Vec<(String, Vec<Object>)>,
 }
 
+/// Renders the app directory first: its files (and the `kustomization.yaml` the tree derives for
+/// it) make the artifact whose digest the tenant's source pins.
 fn service_files(ctx: &ServiceCtx<'_>) -> Result<ServiceFiles, Error> {
     let (service, team) = (&ctx.service.name, &ctx.service.team);
     let settings = settings_dir(service, team, ctx.env);
     let tenant = tenant_dir(service, team, ctx.env);
     let app = app_dir(&ctx.service.name, ctx.env);
     let mut files = Vec::with_capacity(FILES.len());
-    for (dir, file, build) in FILES {
+    let mut app_texts: Vec<(&str, String)> = Vec::new();
+    for (dir, file, build) in FILES.iter().filter(|(dir, ..)| matches!(dir, Dir::App)) {
         let objects = build(ctx)?;
         if objects.is_empty() {
             continue;
         }
-        let dir = match dir {
-            Dir::Settings => &settings,
-            Dir::Tenant => &tenant,
-            Dir::App => &app,
-        };
-        files.push((format!("{dir}/{file}"), objects));
+        app_texts.push((file, objects_text(&objects)));
+        files.push((
+            format!("{}/{file}", dir_of(*dir, &settings, &tenant, &app)),
+            objects,
+        ));
+    }
+    let kustomization = root_kustomization(
+        &app,
+        app_texts
+            .iter()
+            .map(|(file, _)| (*file).to_owned())
+            .collect(),
+    )?;
+    let artifact_files: Vec<(&str, &[u8])> = app_texts
+        .iter()
+        .map(|(file, text)| (*file, text.as_bytes()))
+        .chain([("kustomization.yaml", kustomization.as_bytes())])
+        .collect();
+    let built = artifact::build(&app, &artifact_files, &ctx.spec.platform.git.url)?;
+    let ctx = ServiceCtx {
+        app_digest: Some(built.digest),
+        ..*ctx
+    };
+    for (dir, file, build) in FILES.iter().filter(|(dir, ..)| !matches!(dir, Dir::App)) {
+        let objects = build(&ctx)?;
+        if objects.is_empty() {
+            continue;
+        }
+        files.push((
+            format!("{}/{file}", dir_of(*dir, &settings, &tenant, &app)),
+            objects,
+        ));
     }
     Ok(ServiceFiles {
         app_dir: app,
         files,
     })
+}
+
+fn dir_of<'a>(dir: Dir, settings: &'a str, tenant: &'a str, app: &'a str) -> &'a str {
+    match dir {
+        Dir::Settings => settings,
+        Dir::Tenant => tenant,
+        Dir::App => app,
+    }
 }
 
 /// `(callee, port)` pairs each service may call, from the callees' `[[callers]]`.

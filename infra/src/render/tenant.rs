@@ -204,14 +204,21 @@ pub(super) fn developer_rbac(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error>
 
 /// The service's own source and Kustomization, in its namespace, applied as its tenant account.
 ///
-/// The source is the service's OCI artifact (its app directory, published by `cargo xtask
-/// publish`), not the git repository: a git source clones the whole repository for each tenant on
-/// every commit (at 1,000 services 2.2 MB and ~1.6 s of source-controller CPU a clone), while the
-/// artifact's tag resolves to the same digest until the service's own files change, so a commit
-/// costs one manifest request per tenant and one download per tenant it changed.
+/// The source is the service's OCI artifact (its app directory, pushed by `cargo xtask publish`)
+/// pinned by digest, not the git repository: a git source clones the whole repository for every
+/// tenant on every commit (at 1,000 services 2.2 MB and ~1.6 s of source-controller CPU a clone),
+/// while a pinned artifact costs nothing until a commit pins another digest, which happens only
+/// when the service's own files change. The pin keeps git the one authority on what runs: a push
+/// to the registry changes nothing the tree does not name.
 pub(super) fn sync(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
     let (spec, service) = (ctx.spec, ctx.service);
     let artifact = artifact(spec, &service.name, ctx.env);
+    let digest = ctx.app_digest.clone().ok_or_else(|| {
+        Error::Tree(format!(
+            "the sync of {} is rendered before its app directory {}: its artifact has no digest yet",
+            service.name, artifact.dir
+        ))
+    })?;
     let mut metadata = ctx.metadata(&service.name);
     metadata.annotations = Some(BTreeMap::from([(
         meta::ARTIFACT_DIRECTORY.to_owned(),
@@ -220,11 +227,9 @@ pub(super) fn sync(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
     let source = OCIRepository::with_metadata(
         metadata,
         OCIRepositorySpec {
-            interval: "1m".into(),
+            interval: "10m".into(),
             url: artifact.url(),
-            reference: OciRef {
-                tag: artifact.tag.clone(),
-            },
+            reference: OciRef { digest },
             layer_selector: LayerSelector {
                 media_type: media_types::CONTENT.into(),
                 operation: "extract".into(),
@@ -316,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn each_service_follows_its_own_artifacts_environment_tag() {
+    fn each_service_pins_the_digest_of_its_app_directory_as_published() {
         let tree = testing::tree();
         for (service, env) in [("antaeus", "production"), ("payment-provider", "staging")] {
             let source = find(tree, "OCIRepository", service, service, env);
@@ -324,7 +329,25 @@ mod tests {
                 source["spec"]["url"],
                 format!("oci://ghcr.io/billing-platform/manifests/{service}")
             );
-            assert_eq!(source["spec"]["ref"], serde_json::json!({"tag": env}));
+            // Pinned: the digest of the app directory as `cargo xtask publish` builds it.
+            let dir = format!("flux/apps/{service}/{env}");
+            let files: Vec<(String, &String)> = testing::files()
+                .iter()
+                .filter_map(|(path, text)| {
+                    let name = path.strip_prefix(&format!("{dir}/"))?;
+                    Some((name.to_owned(), text))
+                })
+                .collect();
+            let files: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(name, text)| (name.as_str(), text.as_bytes()))
+                .collect();
+            let built = crate::artifact::build(&dir, &files, &testing::spec().platform.git.url)
+                .expect("builds");
+            assert_eq!(
+                source["spec"]["ref"],
+                serde_json::json!({"digest": built.digest})
+            );
             assert_eq!(
                 source["metadata"]["annotations"]["billing-platform/artifact-directory"],
                 format!("flux/apps/{service}/{env}")
@@ -346,7 +369,6 @@ mod tests {
             artifact.url(),
             "oci://registry.example.com/org/manifests/antaeus"
         );
-        assert_eq!(artifact.tag, "staging");
         assert_eq!(artifact.dir, "flux/apps/antaeus/staging");
     }
 

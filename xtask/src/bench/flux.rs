@@ -5,8 +5,8 @@
 //! xtask publish` does, with skopeo); the e2e's control plane
 //! (etcd, kube-apiserver, controller-manager, scheduler, kwok) starts without the real node, so
 //! kwok's fake node takes every pod and reports it Running and Ready; the e2e's Flux install
-//! (source-controller and kustomize-controller as processes, with the tree's lockdown flags and
-//! their default `--concurrent`) bootstraps `flux/clusters/<env>/`. Measured: wall time from the
+//! (source-controller and kustomize-controller as processes, kustomize-controller with the flags
+//! of the tree's component: the lockdown and its workers) bootstraps `flux/clusters/<env>/`. Measured: wall time from the
 //! bootstrap being applied (the commit is already served, the artifacts pushed) to every source
 //! Ready (git sources at the commit, OCI sources at their artifact's digest) and to every
 //! Kustomization Ready at its source's revision; the two controllers' CPU time (utime + stime
@@ -50,9 +50,9 @@ pub struct BenchFlux {
     /// Seconds to wait for every Kustomization to be Ready, at each size.
     #[arg(long, default_value_t = 1200)]
     timeout: u64,
-    /// kustomize-controller's `--concurrent` (default: unset, as the e2e installs it, so the
-    /// controller's own default of 4). Each service's Kustomization holds a worker while it
-    /// waits for its rollout.
+    /// kustomize-controller's `--concurrent`, over the one the tree's `flux-lockdown` component
+    /// gives it (one worker per ten services, 4 to 50, as the e2e installs it). Each service's
+    /// Kustomization holds a worker while it waits for its rollout.
     #[arg(long, value_name = "N")]
     concurrent: Option<u32>,
     /// Keep the run's folder (specs, trees, logs) afterwards.
@@ -102,10 +102,25 @@ pub(crate) struct Figures {
     pub initial: Phase,
     /// The steady window after it (None when the run stopped before it).
     pub steady: Option<Phase>,
+    /// One commit on the Ready platform (None when the run stopped before it).
+    pub commit: Option<CommitFigures>,
     /// Peak RSS of source-controller and kustomize-controller, in bytes.
     pub peak_rss: (u64, u64),
     /// Why this size stopped early, if it did.
     pub problem: Option<String>,
+}
+
+/// One commit on the Ready platform: what it changed, how long Flux took to reach it by its own
+/// polling, and what that cost.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CommitFigures {
+    /// The change, e.g. `svc-0000 replicas 1 → 2`.
+    pub what: String,
+    /// Artifacts whose digest the commit changed.
+    pub changed_artifacts: usize,
+    /// Commit (its artifacts already published) → every source and Kustomization Ready at its new revision.
+    pub all_ready: Option<Duration>,
+    pub phase: Phase,
 }
 
 impl BenchFlux {
@@ -155,8 +170,8 @@ impl BenchFlux {
             self.env,
             self.per_team,
             self.concurrent.map_or(
-                "with its default --concurrent (4)".to_string(),
-                |n| format!("with --concurrent={n} (the e2e leaves the default, 4)")
+                "with the workers the tree's component gives it (--concurrent: a worker per ten services, 4 to 50)".to_string(),
+                |n| format!("with --concurrent={n} over the tree's")
             ),
             self.window,
             self.timeout
@@ -297,6 +312,26 @@ pub(crate) fn report(rows: &[Figures]) -> String {
             )),
         ));
     }
+    for f in rows {
+        if let Some(c) = &f.commit {
+            out.push_str(&format!(
+                "{:>6} services: one commit ({}: {} of {} artifacts changed): every source and Kustomization Ready at its new revision {} s after the commit (found by Flux's own polling); git: {} advertisements + {} packs ({:.1} MB); registry: {} manifest HEADs, {} blob GETs ({:.2} MB); CPU source-controller {:.1} s, kustomize-controller {:.1} s\n",
+                f.services,
+                c.what,
+                c.changed_artifacts,
+                f.oci_repositories,
+                secs(c.all_ready),
+                c.phase.fetches.advertisements + c.phase.fetches.ls_refs,
+                c.phase.fetches.packs,
+                c.phase.fetches.pack_bytes as f64 / 1e6,
+                c.phase.pulls.manifest_heads,
+                c.phase.pulls.blob_gets,
+                c.phase.pulls.blob_bytes as f64 / 1e6,
+                c.phase.source.as_secs_f64(),
+                c.phase.kustomize.as_secs_f64(),
+            ));
+        }
+    }
     let pairs: Vec<(&Figures, &Figures)> = match rows {
         [] | [_] => Vec::new(),
         [first, last] => vec![(first, last)],
@@ -390,6 +425,28 @@ mod tests {
                 pulls: Pulls {
                     manifest_heads: 4 * services as u64,
                     ..Pulls::default()
+                },
+            }),
+            commit: Some(CommitFigures {
+                what: "svc-0000 replicas 1 → 2".into(),
+                changed_artifacts: 1,
+                all_ready: Some(s(70)),
+                phase: Phase {
+                    wall: s(70),
+                    source: s(3),
+                    kustomize: s(2),
+                    fetches: Fetches {
+                        advertisements: services as u64 / 10,
+                        packs: services as u64 / 10,
+                        ls_refs: 0,
+                        pack_bytes: 100_000 * services as u64,
+                    },
+                    pulls: Pulls {
+                        manifest_heads: services as u64,
+                        manifest_gets: 1,
+                        blob_gets: 2,
+                        blob_bytes: 3_000,
+                    },
                 },
             }),
             peak_rss: (80_000_000, 120_000_000),

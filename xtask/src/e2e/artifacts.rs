@@ -1,15 +1,20 @@
-//! The served tree's OCI artifacts: each tenant's OCIRepository follows `<repository>:<tag>` on the
+//! The served tree's OCI artifacts: each tenant's OCIRepository pins an artifact by digest on the
 //! run's registry, and this step publishes there the tree directory each one names (its
-//! `billing-platform/artifact-directory`), from the commit's work tree, with `cargo xtask
-//! publish`'s own builder and pusher (skopeo). What it returns says which revision each
-//! Kustomization must reach: the commit for a git source, the artifact's digest for an OCI one.
+//! `billing-platform/artifact-directory`), from the work tree, with `cargo xtask publish`'s own
+//! builder and pusher (skopeo), after checking it builds exactly the pinned digest. What it
+//! returns says which revision each Kustomization must reach: the commit for a git source, the
+//! pinned digest for an OCI one.
+
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use anyhow::Context;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use xshell::Shell;
 
 use super::git::Repo;
-use super::tree::{FluxKustomization, Tree, artifact_directory, str_at};
+use super::tree::{self, FluxKustomization, Tree, artifact_directory, str_at};
 use crate::publish;
 
 /// Pushes at once: the run's registry is on loopback, skopeo's start-up is most of a push.
@@ -49,19 +54,27 @@ impl Published {
     }
 }
 
-/// Builds the artifact of every OCIRepository of `tree` from the files of `repo`'s work tree and
-/// pushes it, through an OCI layout next to the work tree.
-pub fn publish(repo: &Repo, tree: &Tree) -> anyhow::Result<Published> {
+/// Builds the artifact of every OCIRepository of `tree` from the files of `repo`'s work tree,
+/// checks it is the digest the work tree pins now (read again from the directories that apply
+/// the sources: a commit since the discovery may have pinned another), and pushes it through an
+/// OCI layout next to the work tree.
+pub fn publish(sh: &Shell, repo: &Repo, tree: &Tree) -> anyhow::Result<Published> {
     let (work, layout) = (&repo.work, &repo.work.with_file_name("artifacts"));
     let source = tree.git_urls().into_iter().next().unwrap_or_default();
-    let repositories = tree.of_kind("OCIRepository");
-    let artifacts = repositories
+    let repositories = current_sources(sh, work, tree)?;
+    let built = repositories
         .iter()
-        .map(|repository| artifact_of(repository))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let built = artifacts
-        .iter()
-        .map(|artifact| publish::build(work, artifact, &source))
+        .map(|repository| {
+            let (artifact, pin) = artifact_of(repository)?;
+            let built = publish::build(work, &artifact, &source)?;
+            anyhow::ensure!(
+                built.manifest_digest == pin,
+                "{} builds {}, but its OCIRepository pins {pin}: the served tree is stale or edited by hand",
+                artifact.dir,
+                built.manifest_digest
+            );
+            Ok(built)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     publish::write_layout(layout, &built)?;
     publish::push_all(layout, &built, JOBS)?;
@@ -82,31 +95,111 @@ pub fn publish(repo: &Repo, tree: &Tree) -> anyhow::Result<Published> {
     })
 }
 
-/// What an OCIRepository of the tree pulls: its URL, tag and the directory its artifact holds.
-fn artifact_of(repository: &Value) -> anyhow::Result<infra::render::Artifact> {
-    let what = format!(
-        "OCIRepository {}/{}",
-        str_at(repository, "/metadata/namespace"),
-        str_at(repository, "/metadata/name")
+/// The OCIRepositories of `tree` as the work tree under `work` holds them now: each directory that
+/// applies one built again.
+fn current_sources(sh: &Shell, work: &Path, tree: &Tree) -> anyhow::Result<Vec<Value>> {
+    let mut dirs = BTreeSet::new();
+    for repository in tree.of_kind("OCIRepository") {
+        let (namespace, name) = (
+            str_at(repository, "/metadata/namespace"),
+            str_at(repository, "/metadata/name"),
+        );
+        let applier = tree
+            .applied_by("OCIRepository", namespace, name)
+            .with_context(|| {
+                format!("no Kustomization applies OCIRepository {namespace}/{name}")
+            })?;
+        dirs.insert(applier.path.clone());
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        out.extend(
+            tree::render(sh, &work.join(&dir))?
+                .into_iter()
+                .filter(|o| str_at(o, "/kind") == "OCIRepository"),
+        );
+    }
+    Ok(out)
+}
+
+/// Pins in the work tree the artifact `kustomization`'s app directory builds now, as `gen` would
+/// after a change to the spec: for a change made by hand to that directory (the e2e's violation,
+/// as if a reviewer had let it through). Returns the new digest.
+pub fn repin(
+    sh: &Shell,
+    repo: &Repo,
+    tree: &Tree,
+    kustomization: &FluxKustomization,
+) -> anyhow::Result<String> {
+    let (namespace, name) = (&kustomization.namespace, &kustomization.source.1);
+    let repository = current_sources(sh, &repo.work, tree)?
+        .into_iter()
+        .find(|o| {
+            str_at(o, "/metadata/namespace") == namespace && str_at(o, "/metadata/name") == name
+        })
+        .with_context(|| format!("the tree has no OCIRepository {namespace}/{name}"))?;
+    let (artifact, old) = artifact_of(&repository)?;
+    let source = tree.git_urls().into_iter().next().unwrap_or_default();
+    let new = publish::build(&repo.work, &artifact, &source)?.manifest_digest;
+    let applier = tree
+        .applied_by("OCIRepository", namespace, name)
+        .with_context(|| format!("no Kustomization applies OCIRepository {namespace}/{name}"))?;
+    let mut changed = Vec::new();
+    let dir = repo.work.join(&applier.path);
+    let mut pending = vec![dir];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).with_context(|| format!("reading {}", at.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let pinned = format!("digest: {old}\n");
+            if text.contains(&pinned) {
+                std::fs::write(&path, text.replace(&pinned, &format!("digest: {new}\n")))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                changed.push(path);
+            }
+        }
+    }
+    anyhow::ensure!(
+        changed.len() == 1,
+        "OCIRepository {namespace}/{name}'s pin {old} is in {} files under {}, not one",
+        changed.len(),
+        applier.path
     );
+    Ok(new)
+}
+
+/// What an OCIRepository of the tree pulls: its URL and the directory its artifact holds, and
+/// the digest it pins.
+fn artifact_of(repository: &Value) -> anyhow::Result<(infra::render::Artifact, String)> {
+    let (namespace, name) = (
+        str_at(repository, "/metadata/namespace"),
+        str_at(repository, "/metadata/name"),
+    );
+    let what = format!("OCIRepository {namespace}/{name}");
     let url = str_at(repository, "/spec/url");
-    let tag = str_at(repository, "/spec/ref/tag");
+    let pin = str_at(repository, "/spec/ref/digest");
     let dir = artifact_directory(repository)
         .with_context(|| format!("{what} does not name the tree directory its artifact holds"))?;
     let registry_repository = url
         .strip_prefix("oci://")
         .with_context(|| format!("{what}: spec.url {url:?} is not an oci:// URL"))?;
     anyhow::ensure!(
-        !tag.is_empty(),
-        "{what}: spec.ref.tag is empty: the run publishes by tag"
+        !pin.is_empty(),
+        "{what}: spec.ref.digest is empty: the tree pins every artifact"
     );
-    Ok(infra::render::Artifact {
-        service: str_at(repository, "/metadata/name").to_owned(),
-        env: tag.to_owned(),
+    // The layout names each artifact `<service>/<env>`: namespace and name keep them apart.
+    let artifact = infra::render::Artifact {
+        service: namespace.to_owned(),
+        env: name.to_owned(),
         dir: dir.to_owned(),
         repository: registry_repository.to_owned(),
-        tag: tag.to_owned(),
-    })
+    };
+    Ok((artifact, pin.to_owned()))
 }
 
 #[cfg(test)]
@@ -119,11 +212,11 @@ mod tests {
             "kind": "OCIRepository",
             "metadata": {"name": "shop", "namespace": "shop",
                 "annotations": {"billing-platform/artifact-directory": "flux/apps/shop/staging"}},
-            "spec": {"url": "oci://127.0.0.1:5000/m/shop", "ref": {"tag": "staging"}},
+            "spec": {"url": "oci://127.0.0.1:5000/m/shop", "ref": {"digest": "sha256:1"}},
         });
-        let artifact = artifact_of(&repository).expect("complete");
+        let (artifact, pin) = artifact_of(&repository).expect("complete");
         assert_eq!(artifact.repository, "127.0.0.1:5000/m/shop");
-        assert_eq!(artifact.tag, "staging");
+        assert_eq!(pin, "sha256:1");
         assert_eq!(artifact.dir, "flux/apps/shop/staging");
         let mut unnamed = repository.clone();
         unnamed["metadata"]

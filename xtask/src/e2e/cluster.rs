@@ -21,8 +21,10 @@ pub const NODE: &str = "kwok-node-0";
 /// Pod addresses: the controller-manager gives each node a /24 of it (kwok's node the first).
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 const KWOK_POD_CIDR: &str = "10.244.0.0/24";
-/// Service addresses (kube-proxy and kube-router are told the same range).
-pub const SERVICE_CIDR: &str = "10.96.0.0/24";
+/// Service addresses (kube-proxy and kube-router are told the same range): a /16, as a cluster
+/// of thousands of Services needs (`bench flux` at 1,000 services ran out of a /24: "failed to
+/// allocate a serviceIP … range is full").
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 
 /// What a benchmark may change in the control plane it starts (the e2e keeps the defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -257,7 +257,7 @@ mod tests {
     fn the_flags_are_what_the_trees_component_adds_to_the_controllers_own_deployment() {
         let dir = tempfile::tempdir().expect("temp dir");
         let sh = Shell::new().expect("shell");
-        let text = serde_yaml_ng::to_string(&infra::render::lockdown()).expect("serialises");
+        let text = serde_yaml_ng::to_string(&infra::render::lockdown(2)).expect("serialises");
         let flags = flags(
             &sh,
             &module(dir.path()),
@@ -266,7 +266,8 @@ mod tests {
             "kustomize-controller",
         )
         .expect("builds");
-        let expected: Vec<&str> = infra::render::LOCKDOWN.iter().map(|(f, _)| *f).collect();
+        let mut expected: Vec<&str> = infra::render::LOCKDOWN.iter().map(|(f, _)| *f).collect();
+        expected.push("--concurrent=4");
         assert_eq!(flags, expected);
     }
 

@@ -36,6 +36,7 @@ pub fn run(
     let mut held = Vec::new();
     let (service, deployment) = service_deployment(tree, CLIENT_SERVICE)?;
     let dir = repo.work.join(&service.path);
+    let chain = chain(tree, service)?;
 
     // 1. The violation: a ConfigMap for the other service's namespace and a ClusterRoleBinding
     // (cluster-wide, so no targetNamespace can fold it back into the tenant's own namespace).
@@ -54,10 +55,21 @@ pub fn run(
     }
     std::fs::write(dir.join(format!("{MARKER}.yaml")), file)?;
     add_resource(&dir.join("kustomization.yaml"), &format!("{MARKER}.yaml"))?;
+    // Pinned as `gen` would pin it (a hand-made change no reviewer should have let through):
+    // what stops it must be the tenant's account, not the pin.
+    if service.source.0 == "OCIRepository" {
+        artifacts::repin(sh, repo, tree, service)?;
+    }
+    // Published first, as CI does before the merge that pins it.
+    let revision = publish(sh, repo, tree, service, "")?;
     let commit = repo.commit(sh, "tenancy violation: reach into another namespace")?;
-    let revision = publish(repo, tree, service, &commit)?;
+    let revision = if revision.is_empty() {
+        commit.clone()
+    } else {
+        revision
+    };
     let started = Instant::now();
-    poke(sh, cluster, service)?;
+    poke(sh, cluster, &chain)?;
     let message = wait_until(
         &format!(
             "Kustomization {}/{} to fail on the violation",
@@ -66,7 +78,7 @@ pub fn run(
         timeout,
         || {
             procs.check_alive()?;
-            poke(sh, cluster, service)?;
+            poke(sh, cluster, &chain)?;
             let state = state_of(sh, cluster, service)?;
             Ok(state.ready == Some(false) && state.attempted.contains(&revision))
         },
@@ -101,9 +113,9 @@ pub fn run(
 
     // 2. The revert recovers.
     let revert = repo.revert_last(sh)?;
-    let revision = publish(repo, tree, service, &revert)?;
+    let revision = publish(sh, repo, tree, service, &revert)?;
     let started = Instant::now();
-    wait_ready_at(sh, cluster, service, procs, &revision, timeout)?;
+    wait_ready_at(sh, cluster, service, &chain, procs, &revision, timeout)?;
     held.push(format!("revert recovered in {:.0?}", started.elapsed()));
 
     // 3. A replicas change rolls out through Flux: spec → `gen` → commit, as a team would.
@@ -131,6 +143,7 @@ pub fn run(
     }
     spec.render(sh)?;
     let (before, after) = (scaled.before, scaled.after);
+    let revision = publish(sh, repo, tree, service, "")?;
     let commit = repo.commit(
         sh,
         &format!(
@@ -138,9 +151,13 @@ pub fn run(
             scaled.file, scaled.key
         ),
     )?;
-    let revision = publish(repo, tree, service, &commit)?;
+    let revision = if revision.is_empty() {
+        commit
+    } else {
+        revision
+    };
     let started = Instant::now();
-    wait_ready_at(sh, cluster, service, procs, &revision, timeout)?;
+    wait_ready_at(sh, cluster, service, &chain, procs, &revision, timeout)?;
     wait_until(
         &format!("Deployment {ns}/{name} to have {after} available replicas"),
         timeout,
@@ -183,34 +200,59 @@ fn service_deployment<'a>(
     Ok((applier, deployment))
 }
 
-/// Publishes the tree's artifacts from the work tree at `commit` (as CI does after a merge);
-/// returns the revision `service`'s Kustomization must reach.
+/// Publishes the tree's artifacts from the work tree (as CI does); returns the revision
+/// `service`'s Kustomization must reach: its artifact's pin, or `commit` for a git source.
 fn publish(
+    sh: &Shell,
     repo: &Repo,
     tree: &Tree,
     service: &FluxKustomization,
     commit: &str,
 ) -> anyhow::Result<String> {
-    let published = artifacts::publish(repo, tree)?;
+    let published = artifacts::publish(sh, repo, tree)?;
     Ok(published.revision(service, commit).to_owned())
 }
 
-/// Asks the service's source and Kustomization to look at the new revision now.
-fn poke(sh: &Shell, cluster: &Cluster, service: &FluxKustomization) -> anyhow::Result<()> {
-    request_reconcile(
-        sh,
-        cluster,
-        &service.source.0.to_lowercase(),
-        &service.namespace,
-        &service.source.1,
-    )?;
-    request_reconcile(
-        sh,
-        cluster,
-        "kustomization",
-        &service.namespace,
-        &service.name,
-    )
+/// What a commit has to travel through to reach `service`, in order, as `(kind, namespace,
+/// name)`: the source and Kustomization that apply its source (its team's), then its own source
+/// and Kustomization.
+fn chain(
+    tree: &Tree,
+    service: &FluxKustomization,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut chain = Vec::new();
+    if let Some(applier) = tree.applied_by(&service.source.0, &service.namespace, &service.source.1)
+    {
+        chain.push((
+            applier.source.0.to_lowercase(),
+            applier.namespace.clone(),
+            applier.source.1.clone(),
+        ));
+        chain.push((
+            "kustomization".to_owned(),
+            applier.namespace.clone(),
+            applier.name.clone(),
+        ));
+    }
+    chain.push((
+        service.source.0.to_lowercase(),
+        service.namespace.clone(),
+        service.source.1.clone(),
+    ));
+    chain.push((
+        "kustomization".to_owned(),
+        service.namespace.clone(),
+        service.name.clone(),
+    ));
+    Ok(chain)
+}
+
+/// Asks every link of `chain` to look at the new revision now (what `flux reconcile` does).
+fn poke(sh: &Shell, cluster: &Cluster, chain: &[(String, String, String)]) -> anyhow::Result<()> {
+    for (kind, namespace, name) in chain {
+        request_reconcile(sh, cluster, kind, namespace, name)?;
+    }
+    Ok(())
 }
 
 fn state_of(
@@ -233,6 +275,7 @@ fn wait_ready_at(
     sh: &Shell,
     cluster: &Cluster,
     service: &FluxKustomization,
+    chain: &[(String, String, String)],
     procs: &mut Processes,
     revision: &str,
     timeout: Duration,
@@ -248,7 +291,7 @@ fn wait_ready_at(
             procs.check_alive()?;
             // Ask again every ten seconds: a request that lands mid-reconcile is folded into it.
             if polls.is_multiple_of(20) {
-                poke(sh, cluster, service)?;
+                poke(sh, cluster, chain)?;
             }
             polls += 1;
             let state = state_of(sh, cluster, service)?;

@@ -66,7 +66,7 @@ mod tests {
         std::fs::create_dir(&component).expect("mkdir");
         std::fs::write(
             component.join("kustomization.yaml"),
-            serde_yaml_ng::to_string(&infra::render::lockdown()).expect("serialises"),
+            serde_yaml_ng::to_string(&infra::render::lockdown(1000)).expect("serialises"),
         )
         .expect("write");
         let names = [
@@ -103,7 +103,9 @@ mod tests {
                 "--log-level=info",
                 "--no-cross-namespace-refs=true",
                 "--no-remote-bases=true",
-                "--default-service-account=default"
+                "--default-service-account=default",
+                // The workers for 1,000 services.
+                "--concurrent=50"
             ]
         );
         assert_eq!(

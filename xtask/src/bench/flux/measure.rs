@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 use xshell::Shell;
 
-use super::{Figures, Phase};
+use super::{CommitFigures, Figures, Phase};
 use crate::e2e::artifacts;
 use crate::e2e::cluster::{Cluster, Sizing};
 use crate::e2e::components::Binaries;
@@ -111,42 +111,8 @@ impl Run<'_> {
         }
         let discovered = discovering.elapsed();
         let publishing = Instant::now();
-        let published = artifacts::publish(&repo, &tree)?;
-        let kustomizations: BTreeMap<String, String> = tree
-            .kustomizations
-            .iter()
-            .map(|k| {
-                (
-                    format!("{}/{}", k.namespace, k.name),
-                    published.revision(k, &commit).to_owned(),
-                )
-            })
-            .collect();
-        let id = |o: &Value| {
-            format!(
-                "{}/{}",
-                str_at(o, "/metadata/namespace"),
-                str_at(o, "/metadata/name")
-            )
-        };
-        let git_sources: BTreeMap<String, String> = tree
-            .of_kind("GitRepository")
-            .into_iter()
-            .map(|o| (id(o), commit.clone()))
-            .collect();
-        let oci_sources: BTreeMap<String, String> = tree
-            .of_kind("OCIRepository")
-            .into_iter()
-            .map(|o| {
-                let digest = published
-                    .digest(
-                        str_at(o, "/metadata/namespace"),
-                        str_at(o, "/metadata/name"),
-                    )
-                    .unwrap_or_default();
-                (id(o), digest.to_owned())
-            })
-            .collect();
+        let published = artifacts::publish(sh, &repo, &tree)?;
+        let expected = Expected::of(&tree, &published, &commit);
         let replicas: u64 = tree
             .of_kind("Deployment")
             .into_iter()
@@ -156,18 +122,18 @@ impl Run<'_> {
                     .unwrap_or(1)
             })
             .sum();
-        figures.kustomizations = kustomizations.len();
-        figures.git_repositories = git_sources.len();
-        figures.oci_repositories = oci_sources.len();
+        figures.kustomizations = expected.kustomizations.len();
+        figures.git_repositories = expected.git_sources.len();
+        figures.oci_repositories = expected.oci_sources.len();
         figures.objects = tree.objects().len();
         eprintln!(
             "bench flux: {} services: {} GitRepositories, {} OCIRepositories ({} artifacts published in {:.1?}), {} Kustomizations, {} objects, {replicas} pods; tree read in {discovered:.1?}",
             self.services,
-            git_sources.len(),
-            oci_sources.len(),
+            expected.git_sources.len(),
+            expected.oci_sources.len(),
             published.len(),
             publishing.elapsed(),
-            kustomizations.len(),
+            expected.kustomizations.len(),
             figures.objects,
         );
 
@@ -197,17 +163,7 @@ impl Run<'_> {
 
         let before = Snapshot::take(&counters)?;
         flux::bootstrap(sh, &cluster, &tree)?;
-        let progress = self.wait(
-            sh,
-            &cluster,
-            &mut procs,
-            &Expected {
-                kustomizations: &kustomizations,
-                git_sources: &git_sources,
-                oci_sources: &oci_sources,
-            },
-            figures.poll,
-        );
+        let progress = self.wait(sh, &cluster, &mut procs, &expected, figures.poll);
         let ready = match Snapshot::take(&counters) {
             Ok(ready) => ready,
             Err(err) => {
@@ -230,7 +186,7 @@ impl Run<'_> {
                 self.services,
                 progress.problem.as_deref().unwrap_or("stopped"),
                 progress.sources_ready_count,
-                git_sources.len() + oci_sources.len()
+                expected.git_sources.len() + expected.oci_sources.len()
             );
             eprintln!("{}", flux::diagnostics_not_ready(sh, &cluster, &procs, 20));
         } else {
@@ -256,6 +212,19 @@ impl Run<'_> {
                 Ok(end) => figures.steady = Some(end.since(&ready)),
                 Err(err) => figures.problem = Some(format!("{err:#}")),
             }
+            if figures.problem.is_none() {
+                let change = Change {
+                    spec: &spec,
+                    repo: &repo,
+                    tree: &tree,
+                    counters: &counters,
+                    published: &published,
+                };
+                match self.one_commit(sh, &cluster, &mut procs, &change, figures.poll) {
+                    Ok(commit) => figures.commit = Some(commit),
+                    Err(err) => figures.problem = Some(format!("one commit: {err:#}")),
+                }
+            }
         }
         if let Ok(end) = Snapshot::take(&counters) {
             figures.peak_rss = (end.source.peak_rss, end.kustomize.peak_rss);
@@ -265,6 +234,66 @@ impl Run<'_> {
         Ok(figures)
     }
 
+    /// One commit on the Ready platform, as a team makes it: the first service's replicas + 1 in
+    /// the spec, rendered by `gen`, published and committed; then the wait until every source and
+    /// Kustomization is Ready at its new revision (found by Flux's own polling, nothing is asked
+    /// to reconcile), and what that cost from the commit on.
+    fn one_commit(
+        &self,
+        sh: &Shell,
+        cluster: &Cluster,
+        procs: &mut Processes,
+        change: &Change<'_>,
+        poll: Duration,
+    ) -> anyhow::Result<CommitFigures> {
+        let service = change
+            .tree
+            .of_kind("OCIRepository")
+            .first()
+            .map(|o| str_at(o, "/metadata/namespace").to_owned())
+            .context("the tree has no service")?;
+        let scaled = change.spec.scale(&service, 1)?;
+        change.spec.render(sh)?;
+        // Published before the commit, as CI does before the merge that pins the new digests.
+        let published = artifacts::publish(sh, change.repo, change.tree)?;
+        let start = Snapshot::take(change.counters)?;
+        let commit = change.repo.commit(
+            sh,
+            &format!("{service}: replicas {} → {}", scaled.before, scaled.after),
+        )?;
+        let expected = Expected::of(change.tree, &published, &commit);
+        let changed = change
+            .tree
+            .of_kind("OCIRepository")
+            .into_iter()
+            .filter(|o| {
+                let (ns, name) = (
+                    str_at(o, "/metadata/namespace"),
+                    str_at(o, "/metadata/name"),
+                );
+                published.digest(ns, name) != change.published.digest(ns, name)
+            })
+            .count();
+        eprintln!(
+            "bench flux: {} services: one commit ({service} replicas {} → {}, {changed} of {} artifacts changed)",
+            self.services,
+            scaled.before,
+            scaled.after,
+            expected.oci_sources.len()
+        );
+        let progress = self.wait(sh, cluster, procs, &expected, poll);
+        let end = Snapshot::take(change.counters)?;
+        if let Some(problem) = progress.problem {
+            anyhow::bail!("{problem}");
+        }
+        Ok(CommitFigures {
+            what: format!("{service} replicas {} → {}", scaled.before, scaled.after),
+            changed_artifacts: changed,
+            all_ready: progress.all_ready,
+            phase: end.since(&start),
+        })
+    }
+
     /// Polls the Kustomizations and sources until every expected one is Ready at its revision,
     /// the timeout passes or a process of the run exits.
     fn wait(
@@ -272,7 +301,7 @@ impl Run<'_> {
         sh: &Shell,
         cluster: &Cluster,
         procs: &mut Processes,
-        expected: &Expected<'_>,
+        expected: &Expected,
         poll: Duration,
     ) -> Progress {
         let started = Instant::now();
@@ -296,12 +325,12 @@ impl Run<'_> {
             match lists {
                 (Ok(git), Ok(oci), Ok(kustomizations)) => {
                     let artifact = "/status/artifact/revision";
-                    progress.sources_ready_count = ready(&git, artifact, expected.git_sources)
-                        + ready(&oci, artifact, expected.oci_sources);
+                    progress.sources_ready_count = ready(&git, artifact, &expected.git_sources)
+                        + ready(&oci, artifact, &expected.oci_sources);
                     progress.kustomizations_ready = ready(
                         &kustomizations,
                         "/status/lastAppliedRevision",
-                        expected.kustomizations,
+                        &expected.kustomizations,
                     );
                     let sources = expected.git_sources.len() + expected.oci_sources.len();
                     if progress.sources_ready.is_none() && progress.sources_ready_count == sources {
@@ -341,10 +370,62 @@ impl Run<'_> {
 
 /// What the tree says must become Ready, each `namespace/name` with its revision: the commit for
 /// a git source and what reads one, the published digest for an OCI source and what reads it.
-struct Expected<'a> {
-    kustomizations: &'a BTreeMap<String, String>,
-    git_sources: &'a BTreeMap<String, String>,
-    oci_sources: &'a BTreeMap<String, String>,
+struct Expected {
+    kustomizations: BTreeMap<String, String>,
+    git_sources: BTreeMap<String, String>,
+    oci_sources: BTreeMap<String, String>,
+}
+
+impl Expected {
+    fn of(tree: &Tree, published: &artifacts::Published, commit: &str) -> Expected {
+        let id = |o: &Value| {
+            format!(
+                "{}/{}",
+                str_at(o, "/metadata/namespace"),
+                str_at(o, "/metadata/name")
+            )
+        };
+        Expected {
+            kustomizations: tree
+                .kustomizations
+                .iter()
+                .map(|k| {
+                    (
+                        format!("{}/{}", k.namespace, k.name),
+                        published.revision(k, commit).to_owned(),
+                    )
+                })
+                .collect(),
+            git_sources: tree
+                .of_kind("GitRepository")
+                .into_iter()
+                .map(|o| (id(o), commit.to_owned()))
+                .collect(),
+            oci_sources: tree
+                .of_kind("OCIRepository")
+                .into_iter()
+                .map(|o| {
+                    let digest = published
+                        .digest(
+                            str_at(o, "/metadata/namespace"),
+                            str_at(o, "/metadata/name"),
+                        )
+                        .unwrap_or_default();
+                    (id(o), digest.to_owned())
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What [`Run::one_commit`] changes the platform with.
+struct Change<'a> {
+    spec: &'a SpecCopy,
+    repo: &'a git::Repo,
+    tree: &'a Tree,
+    counters: &'a Counters<'a>,
+    /// What the platform runs before the commit.
+    published: &'a artifacts::Published,
 }
 
 /// How far the reconcile got.

@@ -1,6 +1,6 @@
 //! Step 6a, third table: the Flux sources that keep each tenant to its own part of the platform,
 //! as the provider's developer and its Flux account: its own OCIRepository pointed at another
-//! service's artifact, another environment's tag or a registry of its own; a tenant Kustomization
+//! service's artifact, another pin or a registry of its own; a tenant Kustomization
 //! on its team's or another team's source in flux-system; its team's source patched or deleted;
 //! and a source of its own, on another service's artifact or checking out another team's
 //! directory of the platform repository.
@@ -21,7 +21,8 @@ pub(super) struct Sources {
     /// The provider's team and another team, from the sources' team labels.
     team: String,
     other_team: String,
-    /// The environment: the tag the provider's source follows.
+    /// The environment, from the directory the provider's artifact holds
+    /// (`flux/apps/<service>/<env>`).
     env: String,
 }
 
@@ -54,9 +55,12 @@ impl Sources {
             .find(|t| *t != team)
             .map(str::to_owned)
             .ok_or_else(|| anyhow::anyhow!("the tree has no team source but {team}'s"))?;
-        let env = str_at(own, "/spec/ref/tag").to_owned();
+        let env = crate::e2e::tree::artifact_directory(own)
+            .and_then(|dir| dir.rsplit('/').next())
+            .unwrap_or("")
+            .to_owned();
         if team.is_empty() || env.is_empty() {
-            anyhow::bail!("the OCIRepository {ns}/{ns} names no team label or tag");
+            anyhow::bail!("the OCIRepository {ns}/{ns} names no team label or artifact directory");
         }
         Ok(Sources {
             other,
@@ -101,11 +105,7 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
     };
     let own_source = format!("ocirepository/{ns}");
     let other_url = str_at(other, "/spec/url");
-    let other_env = if env == "production" {
-        "staging"
-    } else {
-        "production"
-    };
+    let other_pin = str_at(other, "/spec/ref/digest");
     let team_source_ref = format!("gitrepository/team-{team}");
     let other_tenants = format!("flux/tenants/{env}/{other_team}");
     // Neither the developer Role nor the flux-tenant ClusterRole grants Flux's kinds, so RBAC
@@ -114,21 +114,21 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
     let mut attacks = Vec::new();
     for who in [developer, tenant] {
         attacks.extend([
-            // 1. Its own source pointed elsewhere: another service's artifact, another
-            // environment's tag, a registry of its own.
+            // 1. Its own source pointed elsewhere: another service's artifact, another pin (or a
+            // tag, which a push could move), a registry of its own.
             patch(
                 who,
-                &format!("points its OCIRepository at {other_url}"),
+                &format!("points its OCIRepository at {other_url}@{other_pin}"),
                 &own_source,
                 ns,
-                json!({"spec": {"url": other_url}}),
+                json!({"spec": {"url": other_url, "ref": {"digest": other_pin}}}),
             ),
             patch(
                 who,
-                &format!("switches its OCIRepository to the {other_env} tag"),
+                "makes its OCIRepository follow a tag instead of the pin",
                 &own_source,
                 ns,
-                json!({"spec": {"ref": {"tag": other_env}}}),
+                json!({"spec": {"ref": {"digest": null, "tag": "latest"}}}),
             ),
             patch(
                 who,
