@@ -95,6 +95,14 @@ pub struct LayerSelector {
     pub operation: String,
 }
 
+/// The tree directory an OCIRepository's artifact holds (its `billing-platform/artifact-directory`
+/// annotation), without `./` or a trailing `/`.
+pub fn artifact_directory(repository: &serde_json::Value) -> Option<&str> {
+    repository["metadata"]["annotations"][crate::meta::ARTIFACT_DIRECTORY]
+        .as_str()
+        .map(|d| d.trim_start_matches("./").trim_end_matches('/'))
+}
+
 /// The media types of a Flux artifact, as `flux push artifact` writes them: source-controller
 /// extracts the content layer; the config is an empty JSON object.
 pub mod media_types {

@@ -21,9 +21,9 @@ pub const RULE: &str = "billing-platform/rule";
 pub const SEVERITY: &str = "billing-platform/severity";
 /// The annotation with what an admission policy's rule enforces and why.
 pub const DESCRIPTION: &str = "billing-platform/description";
-/// The annotation of an OCIRepository naming the tree directory its artifact holds (at the
-/// artifact's root): what `cargo xtask publish` pushes there, and where `verify` resolves the
-/// paths of the Kustomizations that read it.
+/// The annotation of an OCIRepository (and of its artifact's manifest) naming the tree directory
+/// the artifact holds at its root: where `verify` resolves the paths of the Kustomizations that
+/// read it, and what the e2e publishes for it.
 pub const ARTIFACT_DIRECTORY: &str = "billing-platform/artifact-directory";
 /// The `managed-by` value.
 pub const GENERATOR: &str = "cargo-xtask-gen";

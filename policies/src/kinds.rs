@@ -102,6 +102,20 @@ pub(crate) const KINDS: &[KindInfo] = &[
         true,
     ),
     kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "ExternalArtifact",
+        "externalartifacts",
+        true,
+    ),
+    kind(
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+        "helmreleases",
+        true,
+    ),
+    kind(
         "kustomize.toolkit.fluxcd.io",
         "v1",
         "Kustomization",

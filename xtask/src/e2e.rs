@@ -186,11 +186,11 @@ impl E2e {
         // URLs are set the documented way: in the clone's own spec, rendered by `gen`. A tree
         // given with --flux-dir was not rendered from this spec, so there the URLs are rewritten
         // in its YAML and the spec is left alone (and step 6 cannot change replicas through it).
-        let registry = image
+        let pushed = image
             .as_ref()
-            .map(|pushed| pushed.registry)
             .map_err(|err| anyhow::anyhow!("{err:#}"))
             .context("the tenants' artifacts and the real node need the run's registry")?;
+        let registry = pushed.registry;
         let artifact_repository = format!("{registry}/{ARTIFACT_REPOSITORY}");
         let work = dir.join("git").join("work");
         let served = dir.join("git").join("served");
@@ -233,6 +233,17 @@ impl E2e {
                 "the served tree's GitRepositories point at {urls:?}, not only at the loopback server {url}"
             );
         }
+        let foreign: Vec<&str> = tree
+            .of_kind("OCIRepository")
+            .into_iter()
+            .map(|o| tree::str_at(o, "/spec/url"))
+            .filter(|u| !u.starts_with(&format!("oci://{registry}/")))
+            .collect();
+        if !foreign.is_empty() {
+            bail!(
+                "the served tree's OCIRepositories point at {foreign:?}, not at the run's registry {registry}"
+            );
+        }
         let published = artifacts::publish(sh, &repo, &tree)?;
         println!(
             "2. serving {url} ({} {commit:.12}); {} artifacts published to {registry}; {} Kustomizations in the {} tree",
@@ -244,9 +255,6 @@ impl E2e {
 
         // 2b. The real node, before Flux: the provider's pods are to become Ready on it, from the
         // image just pushed (without it Flux would only time out on them).
-        let pushed = image
-            .as_ref()
-            .expect("step 2 stopped the run when the image step failed");
         let node = realnode::start(
             sh,
             bins,

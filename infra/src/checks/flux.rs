@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::{Cluster, ns_of};
+use crate::flux::artifact_directory;
 use crate::meta::ARTIFACT_DIRECTORY;
 use crate::tree::Tree;
 
@@ -32,8 +33,10 @@ pub(super) fn check_kustomization(
     let source_ns = source["namespace"].as_str().unwrap_or(ns);
     let source_name = source["name"].as_str().unwrap_or("");
     // The tree directory the path names: a git source holds the tree's own paths, an OCI
-    // artifact one directory at its root.
+    // artifact one directory at its root. A source that does not resolve is reported once, and
+    // the path is not checked against a directory it does not name.
     let mut base = String::new();
+    let mut resolved = false;
     if source_ns != ns {
         report(format!(
             "spec.sourceRef points into namespace `{source_ns}`: cross-namespace refs are blocked by --no-cross-namespace-refs"
@@ -43,7 +46,10 @@ pub(super) fn check_kustomization(
             None => report(format!(
                 "spec.sourceRef names GitRepository `{ns}/{source_name}`, which does not exist"
             )),
-            Some(repository) => check_inside_checkout(repository, path, report),
+            Some(repository) => {
+                resolved = true;
+                check_inside_checkout(repository, path, report);
+            }
         }
     } else if source["kind"] == "OCIRepository" {
         match cluster.oci_repositories.get(&(ns, source_name)) {
@@ -53,6 +59,7 @@ pub(super) fn check_kustomization(
             Some(repository) => {
                 if let Some(dir) = artifact_directory(repository) {
                     base = format!("{dir}/");
+                    resolved = true;
                 }
             }
         }
@@ -65,7 +72,7 @@ pub(super) fn check_kustomization(
     let relative = path.trim_start_matches("./").trim_end_matches('/');
     let dir = format!("{base}{relative}");
     let dir = dir.trim_end_matches('/');
-    if !tree.has_root(dir) {
+    if resolved && !tree.has_root(dir) {
         let inside = if base.is_empty() {
             String::new()
         } else {
@@ -145,15 +152,8 @@ fn check_inside_checkout(repository: &Value, path: &str, report: &mut impl FnMut
     }
 }
 
-/// The tree directory an OCIRepository's artifact holds (its annotation), without `./` or `/`.
-fn artifact_directory(repository: &Value) -> Option<&str> {
-    repository["metadata"]["annotations"][ARTIFACT_DIRECTORY]
-        .as_str()
-        .map(|d| d.trim_start_matches("./").trim_end_matches('/'))
-}
-
-/// An OCIRepository names the generated directory its artifact holds, so `cargo xtask publish`
-/// knows what to push and the paths of the Kustomizations reading it resolve.
+/// An OCIRepository names the generated directory its artifact holds, so the paths of the
+/// Kustomizations reading it resolve (and people and the e2e know what it holds).
 pub(super) fn check_oci_repository(tree: &Tree, value: &Value, report: &mut impl FnMut(String)) {
     match artifact_directory(value) {
         None => report(format!(
@@ -216,6 +216,8 @@ mod tests {
                 "{file}: OCIRepository/antaeus/antaeus: metadata.annotations has no `billing-platform/artifact-directory`: nothing says which generated directory its artifact holds"
             ),
         );
+        // Reported once, on the source: its Kustomization's path names no directory to check.
+        assert_eq!(found.len(), 1, "{found:#?}");
         let found = broken(file, "OCIRepository", "antaeus", "antaeus", |v| {
             v["metadata"]["annotations"]["billing-platform/artifact-directory"] =
                 json!("flux/apps/antaeus");

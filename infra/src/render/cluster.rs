@@ -35,13 +35,16 @@ pub const LOCKDOWN: [(&str, &str); 3] = [
     ),
 ];
 
-/// kustomize-controller's workers (`--concurrent`) for a platform of `services` services: one per
-/// ten services, at least Flux's default 4, at most 50. Each service's Kustomization holds a
-/// worker while it waits for its rollout: with the default 4, `cargo xtask bench flux` took
-/// 157 s to make 122 Kustomizations Ready (100 services) and could not finish 1,202 in 15
-/// minutes, with every source Ready long before (docs/benchmarks.md, "Flux at scale").
+/// kustomize-controller's workers (`--concurrent`) for a platform of `services` services: about
+/// one per ten services, rounded up to a power of two, at least Flux's default 4, at most 64. Each
+/// service's Kustomization holds a worker while it waits for its rollout: with the default 4,
+/// `cargo xtask bench flux` took 157 s for the 122 Kustomizations of 100 services, and 1,000
+/// services did not finish in 15 minutes (docs/benchmarks.md, "Flux at scale"). Powers of two,
+/// because a new value restarts kustomize-controller (its Deployment's args change), which then
+/// reconciles every Kustomization again: a platform growing from 2 to 1,000 services restarts it
+/// 5 times, not 100.
 pub fn kustomize_workers(services: usize) -> usize {
-    services.div_ceil(10).clamp(4, 50)
+    services.div_ceil(10).next_power_of_two().clamp(4, 64)
 }
 
 /// The Flux install's settings the tree owns, as a component of JSON 6902 patches appending each
@@ -233,12 +236,12 @@ mod tests {
     use crate::testing::{self, find};
 
     #[test]
-    fn kustomize_controller_gets_a_worker_per_ten_services_within_flux_bounds() {
-        let workers: Vec<usize> = [1, 2, 40, 41, 100, 1000, 10_000]
+    fn kustomize_controller_gets_a_worker_per_ten_services_in_powers_of_two() {
+        let workers: Vec<usize> = [1, 2, 40, 41, 80, 81, 100, 320, 321, 1000, 10_000]
             .into_iter()
             .map(super::kustomize_workers)
             .collect();
-        assert_eq!(workers, [4, 4, 4, 5, 10, 50, 50]);
+        assert_eq!(workers, [4, 4, 4, 8, 8, 16, 16, 32, 64, 64, 64]);
     }
 
     #[test]

@@ -170,7 +170,43 @@ pub fn run(sh: &Shell, cluster: &Cluster, tree: &Tree) -> anyhow::Result<Vec<Str
     all.extend(namespace::attacks(&tenant, &client_tenant, &targets));
     let sources = sources::Sources::of(tree, ns)?;
     all.extend(sources::attacks(&developer, &tenant, ns, &sources));
+    all.extend(sources::editor_attacks(ns, &sources));
     all.extend(evasions::attacks(&developer, &tenant, &targets));
+    // The editor's rights exist only while the attacks run.
+    let editor = sources::editor_rbac().to_string();
+    cluster.kubectl(sh, &["apply", "-f", "-"], Some(&editor))?;
+    let outcome = run_all(sh, cluster, all, &mut lines);
+    let removed = cluster.kubectl(sh, &["delete", "--wait=false", "-f", "-"], Some(&editor));
+    outcome?;
+    removed?;
+    let (status, body) = cluster.anonymous_get(sh, &format!("/api/v1/namespaces/{ns}/secrets"))?;
+    match status {
+        401 | 403 => {
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            lines.push(format!(
+                "refused   anonymous list secrets in {ns}: HTTP {status}: {}",
+                cut(&message, 160)
+            ));
+        }
+        200 => bail!("an anonymous request listed the Secrets of {ns}"),
+        other => bail!(
+            "the anonymous request got HTTP {other}, not a refusal: {}",
+            cut(body.trim(), 300)
+        ),
+    }
+    Ok(lines)
+}
+
+/// Runs every attack, each line of evidence into `lines`; fails listing every attack that held.
+fn run_all(
+    sh: &Shell,
+    cluster: &Cluster,
+    all: Vec<Attack>,
+    lines: &mut Vec<String>,
+) -> anyhow::Result<()> {
     // Every attack runs: one that got through must not hide the next one.
     let mut held = Vec::new();
     for attack in all {
@@ -205,25 +241,7 @@ pub fn run(sh: &Shell, cluster: &Cluster, tree: &Tree) -> anyhow::Result<Vec<Str
     if !held.is_empty() {
         bail!("{} of the attacks held:\n{}", held.len(), held.join("\n"));
     }
-    let (status, body) = cluster.anonymous_get(sh, &format!("/api/v1/namespaces/{ns}/secrets"))?;
-    match status {
-        401 | 403 => {
-            let message = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            lines.push(format!(
-                "refused   anonymous list secrets in {ns}: HTTP {status}: {}",
-                cut(&message, 160)
-            ));
-        }
-        200 => bail!("an anonymous request listed the Secrets of {ns}"),
-        other => bail!(
-            "the anonymous request got HTTP {other}, not a refusal: {}",
-            cut(body.trim(), 300)
-        ),
-    }
-    Ok(lines)
+    Ok(())
 }
 
 pub(super) fn strings(args: &[&str]) -> Vec<String> {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+pub use infra::flux::artifact_directory;
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
@@ -191,15 +192,6 @@ impl Tree {
             .unwrap_or("main")
             .to_string()
     }
-}
-
-/// The tree directory an OCIRepository's artifact holds (its annotation), without `./` or `/`.
-pub fn artifact_directory(repository: &Value) -> Option<&str> {
-    repository
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(infra::meta::ARTIFACT_DIRECTORY))
-        .and_then(Value::as_str)
-        .map(|d| d.trim_start_matches("./").trim_end_matches('/'))
 }
 
 /// `kubectl kustomize DIR`, one JSON value per document.

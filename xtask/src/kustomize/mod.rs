@@ -105,7 +105,7 @@ mod tests {
                 "--no-remote-bases=true",
                 "--default-service-account=default",
                 // The workers for 1,000 services.
-                "--concurrent=50"
+                "--concurrent=64"
             ]
         );
         assert_eq!(

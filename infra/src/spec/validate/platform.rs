@@ -16,7 +16,8 @@ pub(super) fn check(sink: &mut Sink<'_>, file: &PlatformFile, teams: &BTreeSet<&
             not_dns("platform name", &p.name),
         );
     }
-    if !is_repository(&p.registry) || !p.registry.contains('.') {
+    let registry_ok = is_repository(&p.registry) && p.registry.contains('.');
+    if !registry_ok {
         sink.push(
             &[Key("platform"), Key("registry")],
             format!(
@@ -48,16 +49,23 @@ pub(super) fn check(sink: &mut Sink<'_>, file: &PlatformFile, teams: &BTreeSet<&
             "the branch is empty".into(),
         );
     }
-    if let Some(artifacts) = &p.artifacts
-        && !is_registry_repository(&artifacts.repository)
-    {
-        sink.push(
+    match &p.artifacts {
+        Some(artifacts) if !is_registry_repository(&artifacts.repository) => sink.push(
             &[Key("platform"), Key("artifacts"), Key("repository")],
             format!(
                 "`{}` is not an OCI repository such as `ghcr.io/our-org/manifests` (registry host, lowercase path; no scheme, tag or digest)",
                 artifacts.repository
             ),
-        );
+        ),
+        // The default must be one too (a registry path whose first part is no host is not).
+        None if registry_ok && !is_registry_repository(&p.artifact_repository()) => sink.push(
+            &[Key("platform"), Key("registry")],
+            format!(
+                "the artifact repository it implies, `{}`, has no registry host; set [platform.artifacts] repository",
+                p.artifact_repository()
+            ),
+        ),
+        _ => {}
     }
     let mut seen = BTreeSet::new();
     for (i, team) in file.teams.iter().enumerate() {
@@ -196,6 +204,13 @@ mod tests {
             "branch = \"main\"",
             "branch = \"main\"\n\n[platform.artifacts]\nrepository = \"oci://ghcr.io/shop-org/manifests\"",
             "platform.artifacts.repository: `oci://ghcr.io/shop-org/manifests` is not an OCI repository such as `ghcr.io/our-org/manifests` (registry host, lowercase path; no scheme, tag or digest)",
+        ),
+        (
+            "a registry whose first part is no host, without an artifact repository",
+            "platform",
+            "registry = \"ghcr.io/shop-org\"",
+            "registry = \"shop-org/ghcr.io\"",
+            "platform.registry: the artifact repository it implies, `shop-org/ghcr.io/manifests`, has no registry host; set [platform.artifacts] repository",
         ),
         (
             "an empty branch",

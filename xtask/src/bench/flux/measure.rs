@@ -3,7 +3,6 @@
 //! readiness polled, and the controllers' CPU, the git server's fetches and the registry's pulls
 //! read at the bootstrap, at every Kustomization Ready and after the steady window.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,9 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 use xshell::Shell;
 
-use super::{CommitFigures, Figures, Phase};
+use super::commit::Change;
+use super::expected::{Expected, ready};
+use super::{Figures, Phase};
 use crate::e2e::artifacts;
 use crate::e2e::cluster::{Cluster, Sizing};
 use crate::e2e::components::Binaries;
@@ -20,7 +21,7 @@ use crate::e2e::git::{self, Fetches, GitServer};
 use crate::e2e::procs::{self, Processes, Usage};
 use crate::e2e::registry::{LocalRegistry, Pulls};
 use crate::e2e::spec_copy::SpecCopy;
-use crate::e2e::tree::{Tree, str_at};
+use crate::e2e::tree::Tree;
 
 /// The API rate limit given to the controller-manager and the scheduler (see [`Sizing`]).
 const CLIENT_QPS: u32 = 100;
@@ -32,12 +33,12 @@ pub(super) struct Run<'a> {
     pub env: &'a str,
     pub window: Duration,
     pub timeout: Duration,
-    /// kustomize-controller's `--concurrent`, when not its default.
+    /// kustomize-controller's `--concurrent` over the one the tree's component gives it.
     pub concurrent: Option<u32>,
 }
 
 /// The controllers' usage, the git server's count and the registry's at one moment.
-struct Snapshot {
+pub(super) struct Snapshot {
     at: Instant,
     source: Usage,
     kustomize: Usage,
@@ -46,14 +47,14 @@ struct Snapshot {
 }
 
 /// What a snapshot reads: the two controllers' pids, the git server, the registry's log.
-struct Counters<'a> {
+pub(super) struct Counters<'a> {
     pids: (u32, u32),
     server: &'a GitServer,
     registry: &'a Path,
 }
 
 impl Snapshot {
-    fn take(counters: &Counters<'_>) -> anyhow::Result<Self> {
+    pub(super) fn take(counters: &Counters<'_>) -> anyhow::Result<Self> {
         Ok(Self {
             at: Instant::now(),
             source: procs::usage(counters.pids.0).context("source-controller's usage")?,
@@ -64,7 +65,7 @@ impl Snapshot {
     }
 
     /// What was used from `earlier` to this one.
-    fn since(&self, earlier: &Snapshot) -> Phase {
+    pub(super) fn since(&self, earlier: &Snapshot) -> Phase {
         Phase {
             wall: self.at - earlier.at,
             source: self.source.cpu.saturating_sub(earlier.source.cpu),
@@ -234,69 +235,9 @@ impl Run<'_> {
         Ok(figures)
     }
 
-    /// One commit on the Ready platform, as a team makes it: the first service's replicas + 1 in
-    /// the spec, rendered by `gen`, published and committed; then the wait until every source and
-    /// Kustomization is Ready at its new revision (found by Flux's own polling, nothing is asked
-    /// to reconcile), and what that cost from the commit on.
-    fn one_commit(
-        &self,
-        sh: &Shell,
-        cluster: &Cluster,
-        procs: &mut Processes,
-        change: &Change<'_>,
-        poll: Duration,
-    ) -> anyhow::Result<CommitFigures> {
-        let service = change
-            .tree
-            .of_kind("OCIRepository")
-            .first()
-            .map(|o| str_at(o, "/metadata/namespace").to_owned())
-            .context("the tree has no service")?;
-        let scaled = change.spec.scale(&service, 1)?;
-        change.spec.render(sh)?;
-        // Published before the commit, as CI does before the merge that pins the new digests.
-        let published = artifacts::publish(sh, change.repo, change.tree)?;
-        let start = Snapshot::take(change.counters)?;
-        let commit = change.repo.commit(
-            sh,
-            &format!("{service}: replicas {} → {}", scaled.before, scaled.after),
-        )?;
-        let expected = Expected::of(change.tree, &published, &commit);
-        let changed = change
-            .tree
-            .of_kind("OCIRepository")
-            .into_iter()
-            .filter(|o| {
-                let (ns, name) = (
-                    str_at(o, "/metadata/namespace"),
-                    str_at(o, "/metadata/name"),
-                );
-                published.digest(ns, name) != change.published.digest(ns, name)
-            })
-            .count();
-        eprintln!(
-            "bench flux: {} services: one commit ({service} replicas {} → {}, {changed} of {} artifacts changed)",
-            self.services,
-            scaled.before,
-            scaled.after,
-            expected.oci_sources.len()
-        );
-        let progress = self.wait(sh, cluster, procs, &expected, poll);
-        let end = Snapshot::take(change.counters)?;
-        if let Some(problem) = progress.problem {
-            anyhow::bail!("{problem}");
-        }
-        Ok(CommitFigures {
-            what: format!("{service} replicas {} → {}", scaled.before, scaled.after),
-            changed_artifacts: changed,
-            all_ready: progress.all_ready,
-            phase: end.since(&start),
-        })
-    }
-
     /// Polls the Kustomizations and sources until every expected one is Ready at its revision,
     /// the timeout passes or a process of the run exits.
-    fn wait(
+    pub(super) fn wait(
         &self,
         sh: &Shell,
         cluster: &Cluster,
@@ -368,146 +309,12 @@ impl Run<'_> {
     }
 }
 
-/// What the tree says must become Ready, each `namespace/name` with its revision: the commit for
-/// a git source and what reads one, the published digest for an OCI source and what reads it.
-struct Expected {
-    kustomizations: BTreeMap<String, String>,
-    git_sources: BTreeMap<String, String>,
-    oci_sources: BTreeMap<String, String>,
-}
-
-impl Expected {
-    fn of(tree: &Tree, published: &artifacts::Published, commit: &str) -> Expected {
-        let id = |o: &Value| {
-            format!(
-                "{}/{}",
-                str_at(o, "/metadata/namespace"),
-                str_at(o, "/metadata/name")
-            )
-        };
-        Expected {
-            kustomizations: tree
-                .kustomizations
-                .iter()
-                .map(|k| {
-                    (
-                        format!("{}/{}", k.namespace, k.name),
-                        published.revision(k, commit).to_owned(),
-                    )
-                })
-                .collect(),
-            git_sources: tree
-                .of_kind("GitRepository")
-                .into_iter()
-                .map(|o| (id(o), commit.to_owned()))
-                .collect(),
-            oci_sources: tree
-                .of_kind("OCIRepository")
-                .into_iter()
-                .map(|o| {
-                    let digest = published
-                        .digest(
-                            str_at(o, "/metadata/namespace"),
-                            str_at(o, "/metadata/name"),
-                        )
-                        .unwrap_or_default();
-                    (id(o), digest.to_owned())
-                })
-                .collect(),
-        }
-    }
-}
-
-/// What [`Run::one_commit`] changes the platform with.
-struct Change<'a> {
-    spec: &'a SpecCopy,
-    repo: &'a git::Repo,
-    tree: &'a Tree,
-    counters: &'a Counters<'a>,
-    /// What the platform runs before the commit.
-    published: &'a artifacts::Published,
-}
-
 /// How far the reconcile got.
 #[derive(Debug, Default)]
-struct Progress {
-    sources_ready: Option<Duration>,
-    sources_ready_count: usize,
-    all_ready: Option<Duration>,
-    kustomizations_ready: usize,
-    problem: Option<String>,
-}
-
-/// How many items of a `kubectl get -o json` list are Ready at their `expected` revision
-/// ([`flux::State::ready_at`], the revision read at `revision`, a JSON pointer).
-fn ready(list: &Value, revision: &str, expected: &BTreeMap<String, String>) -> usize {
-    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let done: BTreeSet<String> = items
-        .iter()
-        .map(|item| flux::State::of(item, revision))
-        .filter(|state| {
-            expected
-                .get(&format!("{}/{}", state.namespace, state.name))
-                .is_some_and(|at| state.ready_at(at))
-        })
-        .map(|state| format!("{}/{}", state.namespace, state.name))
-        .collect();
-    done.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(name: &str, generation: u64, observed: u64, ready: &str, revision: &str) -> Value {
-        serde_json::json!({
-            "metadata": {"namespace": "svc", "name": name, "generation": generation},
-            "status": {
-                "observedGeneration": observed,
-                "conditions": [
-                    {"type": "Reconciling", "status": "False"},
-                    {"type": "Ready", "status": ready},
-                ],
-                "lastAppliedRevision": revision,
-            },
-        })
-    }
-
-    #[test]
-    fn only_items_ready_at_their_revision_for_their_generation_count() {
-        let at = |revision: &str| -> BTreeMap<String, String> {
-            [
-                "done",
-                "artifact",
-                "older-commit",
-                "stale-generation",
-                "failing",
-                "new",
-            ]
-            .iter()
-            .map(|name| (format!("svc/{name}"), revision.to_owned()))
-            .collect()
-        };
-        let list = serde_json::json!({"items": [
-            item("done", 2, 2, "True", "main@sha1:0123abcd"),
-            item("older-commit", 2, 2, "True", "main@sha1:ffff0000"),
-            item("stale-generation", 3, 2, "True", "main@sha1:0123abcd"),
-            item("failing", 1, 1, "False", "main@sha1:0123abcd"),
-            item("unexpected", 1, 1, "True", "main@sha1:0123abcd"),
-            {"metadata": {"namespace": "svc", "name": "new", "generation": 1}},
-        ]});
-        let applied = "/status/lastAppliedRevision";
-        assert_eq!(ready(&list, applied, &at("0123abcd")), 1);
-        // An OCI source's Kustomization: Ready at its artifact's digest.
-        let artifact = serde_json::json!({"items": [
-            item("artifact", 1, 1, "True", "production@sha256:beef"),
-        ]});
-        assert_eq!(ready(&artifact, applied, &at("sha256:beef")), 1);
-        assert_eq!(ready(&artifact, applied, &at("sha256:dead")), 0);
-        assert_eq!(
-            ready(&serde_json::json!({}), "/status/x", &at("0123abcd")),
-            0
-        );
-        assert_eq!(ready(&list, applied, &at("")), 0);
-    }
+pub(super) struct Progress {
+    pub sources_ready: Option<Duration>,
+    pub sources_ready_count: usize,
+    pub all_ready: Option<Duration>,
+    pub kustomizations_ready: usize,
+    pub problem: Option<String>,
 }

@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Attack, Who, strings};
-use crate::e2e::evasions;
+use super::{Attack, Who};
+use crate::e2e::evasions::{self, RBAC};
 use crate::e2e::flux::FLUX_NAMESPACE;
 use crate::e2e::tree::{Tree, str_at};
 
@@ -80,14 +80,11 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
         other_team,
         env,
     } = sources;
-    let run = |who: &Who, what: &str, args: &[&str]| evasions::dry(who, what, args, &[]);
-    let apply = |who: &Who, what: &str, object: Value| Attack {
-        who: who.clone(),
-        what: what.to_owned(),
-        args: strings(&["apply", "--server-side", "--dry-run=server", "-f", "-"]),
-        stdin: Some(object.to_string()),
-        denied_by: &[],
-    };
+    // Neither role grants any Flux kind: RBAC must be what refuses (an accidental grant would
+    // then show here instead of hiding behind the admission policy; `editor_attacks` proves
+    // the policy behind it).
+    let run = |who: &Who, what: &str, args: &[&str]| evasions::dry(who, what, args, RBAC);
+    let apply = |who: &Who, what: &str, object: Value| evasions::apply(who, what, &object, RBAC);
     let patch = |who: &Who, what: &str, object: &str, namespace: &str, change: Value| {
         run(
             who,
@@ -108,9 +105,6 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
     let other_pin = str_at(other, "/spec/ref/digest");
     let team_source_ref = format!("gitrepository/team-{team}");
     let other_tenants = format!("flux/tenants/{env}/{other_team}");
-    // Neither the developer Role nor the flux-tenant ClusterRole grants Flux's kinds, so RBAC
-    // refuses first; behind it tenant-limits-protected (every Flux source and Kustomization in a
-    // service namespace is the platform's) and flux-tenant-kustomization (the source's namespace).
     let mut attacks = Vec::new();
     for who in [developer, tenant] {
         attacks.extend([
@@ -185,6 +179,96 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
                 "sparseCheckout": [other_tenants]}}),
             ),
         ]);
+    }
+    attacks
+}
+
+/// A user RBAC lets write every Flux source and Kustomization in every namespace, as a too-broad
+/// role would: against it, what keeps a service namespace's sources the platform's is the
+/// admission policy `tenant-limits-protected` alone, on the real API server (the resources it
+/// matches are the kinds' plural names, which only a live request checks).
+pub(super) const EDITOR: &str = "e2e-flux-editor";
+
+/// The ClusterRole and ClusterRoleBinding that make [`EDITOR`] such a user (scaffolding the run
+/// applies before the attacks and deletes after them).
+pub(super) fn editor_rbac() -> Value {
+    let verbs = json!([
+        "get", "list", "watch", "create", "update", "patch", "delete"
+    ]);
+    json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": EDITOR},
+         "rules": [
+            {"apiGroups": ["source.toolkit.fluxcd.io"], "resources": ["gitrepositories",
+             "ocirepositories", "buckets", "helmrepositories", "helmcharts", "externalartifacts"],
+             "verbs": verbs},
+            {"apiGroups": ["kustomize.toolkit.fluxcd.io"], "resources": ["kustomizations"],
+             "verbs": verbs}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": EDITOR},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": EDITOR},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": EDITOR}]},
+    ]})
+}
+
+/// What [`EDITOR`] tries in the service namespace `ns`: each must be refused by
+/// `tenant-limits-protected`, which names the kind in its message.
+pub(super) fn editor_attacks(ns: &str, sources: &Sources) -> Vec<Attack> {
+    const POLICY: &[&str] = &["platform-tenant-limits-protected"];
+    let editor = Who {
+        label: format!("editor ({EDITOR}, RBAC on every Flux source)"),
+        user: EDITOR.to_owned(),
+        groups: vec!["system:authenticated".to_owned()],
+    };
+    let other_url = str_at(&sources.other, "/spec/url");
+    let other_pin = str_at(&sources.other, "/spec/ref/digest");
+    let meta = json!({"name": "e2e-attack", "namespace": ns});
+    let mut attacks = vec![
+        evasions::dry(
+            &editor,
+            &format!("points {ns}'s OCIRepository at {other_url}@{other_pin}"),
+            &[
+                "patch",
+                &format!("ocirepository/{ns}"),
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                &json!({"spec": {"url": other_url, "ref": {"digest": other_pin}}}).to_string(),
+            ],
+            POLICY,
+        ),
+        evasions::dry(
+            &editor,
+            &format!("deletes {ns}'s Kustomization"),
+            &["delete", &format!("kustomization/{ns}"), "-n", ns],
+            POLICY,
+        ),
+    ];
+    let sources = [
+        json!({"kind": "OCIRepository", "spec": {"interval": "1m", "url": other_url,
+            "ref": {"digest": other_pin}}}),
+        json!({"kind": "GitRepository", "spec": {"interval": "1m",
+            "url": str_at(&sources.team_source, "/spec/url"), "ref": {"branch": "main"}}}),
+        json!({"kind": "Bucket", "spec": {"interval": "1m", "bucketName": "anything",
+            "endpoint": "s3.example.com"}}),
+        json!({"kind": "HelmRepository", "spec": {"interval": "1m",
+            "url": "https://charts.example.com"}}),
+        json!({"kind": "HelmChart", "spec": {"interval": "1m", "chart": "anything",
+            "sourceRef": {"kind": "HelmRepository", "name": "e2e-attack"}}}),
+        json!({"kind": "ExternalArtifact", "spec": {"sourceRef": {"apiVersion": "example.com/v1",
+            "kind": "Anything", "name": "x"}}}),
+    ];
+    for mut source in sources {
+        let kind = source["kind"].as_str().unwrap_or("").to_owned();
+        source["apiVersion"] = json!("source.toolkit.fluxcd.io/v1");
+        source["metadata"] = meta.clone();
+        attacks.push(evasions::apply(
+            &editor,
+            &format!("creates {kind} e2e-attack in {ns}"),
+            &source,
+            POLICY,
+        ));
     }
     attacks
 }
