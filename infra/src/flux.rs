@@ -301,13 +301,13 @@ mod tests {
                 checked += 1;
             }
         }
-        // Per environment: the bootstrap source, its Kustomization and `infrastructure`, a source
-        // and two platform Kustomizations per team with services, each service's source and
+        // Per environment: the bootstrap source, its Kustomization and `infrastructure`, two
+        // sources and two Kustomizations per team with services, each service's source and
         // Kustomization.
         let spec = testing::spec();
         let teams: std::collections::BTreeSet<&str> =
             spec.services.iter().map(|s| s.team.as_str()).collect();
-        let per_environment = 3 + 3 * teams.len() + 2 * spec.services.len();
+        let per_environment = 3 + 4 * teams.len() + 2 * spec.services.len();
         assert_eq!(
             checked,
             testing::spec().environments.len() * per_environment

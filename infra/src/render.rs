@@ -1,9 +1,10 @@
 //! Spec → typed objects → [`Tree`]: every environment fully rendered, no overlays.
 //!
-//! Per environment: [`cluster`] (bootstrap sync, platform Kustomizations, Namespaces), then
-//! [`services`] (each service's files, one table of builders: [`tenant`], [`workload`],
-//! [`network`]), then [`admission`] (the policy bundle); once for all: [`codeowners`]. Where each
-//! file lands is [`layout`]'s.
+//! Per environment: [`cluster`] (bootstrap sync, infrastructure, the Flux install's component),
+//! then each [`team`] (its Namespaces, its services' files from one table of builders in
+//! [`services`]: [`tenant`], [`workload`], [`network`]; then the pins of its directories), then
+//! [`admission`] (the policy bundle); once for all: [`codeowners`]. Where each file lands, and
+//! which directories are artifacts, is [`layout`]'s; [`sources`] builds the Flux sources.
 
 mod admission;
 mod cluster;
@@ -13,6 +14,7 @@ mod limits;
 mod network;
 mod services;
 mod sources;
+mod team;
 mod tenant;
 mod workload;
 
@@ -25,7 +27,7 @@ use crate::tree::Tree;
 pub use cluster::{LOCKDOWN, kustomize_workers, lockdown};
 pub use layout::{
     Artifact, app_dir, artifact, artifact_tag, artifacts, cluster_dir, infrastructure_dir,
-    lockdown_dir, namespaces_dir, tenants_dir,
+    lockdown_dir, namespaces_dir, team_artifacts, tenants_dir,
 };
 pub use workload::service_url;
 
@@ -66,9 +68,26 @@ pub fn render_into(spec: &Spec, mut tree: Tree) -> Result<Tree, Error> {
     // same rules, less those limited to other environments.
     let bundle = policies::Bundle::builtin().map_err(Error::Policy)?;
     let exemptions = spec.exemptions();
+    // Each team renders its own services: a service of no declared team would be left out.
+    if let Some(service) = spec.services.iter().find(|s| spec.team(&s.team).is_none()) {
+        return Err(Error::Reference(format!(
+            "service `{}` names team `{}`, which is not declared",
+            service.name, service.team
+        )));
+    }
+    let callees = services::callees(spec);
     for env in &spec.environments {
         cluster::render(spec, &env.name, &mut tree)?;
-        services::render(spec, &env.name, &mut tree)?;
+        for team in &spec.teams {
+            let services: Vec<&spec::Service> = spec
+                .services
+                .iter()
+                .filter(|service| service.team == team.name)
+                .collect();
+            if !services.is_empty() {
+                team::render(spec, &env.name, &team.name, &services, &callees, &mut tree)?;
+            }
+        }
         admission::render(spec, &env.name, bundle, &exemptions, &mut tree)?;
     }
     tree.add_text(codeowners::PATH, codeowners::render(spec))?;
@@ -119,11 +138,11 @@ mod tests {
             );
             let mut value = entry.object.value().clone();
             redact(&mut value, &built);
-            // The pin of a tenant's artifact moves with every file of its app directory (the
+            // The pin of an artifact moves with every file of its directory (the
             // image digest above among them); the test of `tenant::sync` checks its value.
             if value["kind"] == "OCIRepository" {
                 value["spec"]["ref"]["digest"] =
-                    "sha256:<the app directory's artifact, built by gen>".into();
+                    "sha256:<the directory's artifact, built by gen>".into();
             }
             insta::assert_yaml_snapshot!(name, value);
         }

@@ -1,8 +1,10 @@
-//! `cargo xtask publish`: pushes each service's manifests (`flux/apps/<service>/<env>/` on disk)
-//! as the OCI artifact its tenant's OCIRepository pins by digest, to `<[platform.artifacts]
-//! repository>/<service>` ([`infra::render::artifacts`] says which, [`artifact`] builds each one),
-//! tagged with its digest (`sha256-<hex>`: no tag ever moves). Each artifact must be the one the
-//! tree pins, else nothing is pushed. A digest nobody pins deploys nothing, so CI can publish from
+//! `cargo xtask publish`: pushes every generated directory Flux reads as an artifact (each
+//! service's `flux/apps/<service>/<env>/`, each team's `flux/namespaces/<env>/<team>/` and
+//! `flux/tenants/<env>/<team>/`, as on disk) as the OCI artifact an OCIRepository of the tree
+//! pins by digest, below `[platform.artifacts] repository` ([`infra::render::artifacts`] says
+//! which and where, [`artifact`] builds each one),
+//! tagged with its digest (`flux-<hex>`: no tag ever moves). Each artifact must be the one the
+//! tree pins, at the URL the tree names, else nothing is pushed. A digest nobody pins deploys nothing, so CI can publish from
 //! every pull request after `verify`, before the merge that pins it reaches the cluster.
 //!
 //! The artifacts go through one OCI layout (`target/publish/`, one manifest per artifact) and are
@@ -53,11 +55,18 @@ impl Publish {
         let built = build_all(&spec, &root, &self.envs)?;
         let stale: Vec<String> = built
             .iter()
-            .filter_map(|b| match pinned(&root, &spec, &b.artifact) {
-                Ok((_, pin)) if pin == b.manifest_digest => None,
-                Ok((file, pin)) => Some(format!(
-                    "{file}: the tree pins {pin}, but {} builds {}: flux/ is stale or was edited by hand; run `cargo xtask gen`",
-                    b.artifact.dir, b.manifest_digest
+            .filter_map(|b| match pinned(&root, &b.artifact) {
+                Ok(pin) if pin.digest == b.manifest_digest && pin.url == b.artifact.url() => None,
+                Ok(pin) if pin.url != b.artifact.url() => Some(format!(
+                    "{}: the tree pulls {} from {}, but the spec publishes it to {}: flux/ was not rendered from this spec; run `cargo xtask gen` (or give publish the tree's --spec)",
+                    pin.file,
+                    b.artifact.dir,
+                    pin.url,
+                    b.artifact.url()
+                )),
+                Ok(pin) => Some(format!(
+                    "{}: the tree pins {}, but {} builds {}: flux/ is stale or was edited by hand; run `cargo xtask gen`",
+                    pin.file, pin.digest, b.artifact.dir, b.manifest_digest
                 )),
                 Err(err) => Some(format!("{err:#}")),
             })
@@ -114,42 +123,54 @@ pub fn build_all(spec: &infra::Spec, root: &Path, envs: &[String]) -> anyhow::Re
     infra::render::artifacts(spec)
         .iter()
         .filter(|a| envs.is_empty() || envs.contains(&a.env))
-        .map(|a| artifact::build(root, a, &spec.platform.git.url))
+        .map(|a| artifact::build(root, a))
         .collect()
 }
 
-/// The tenant sync file of `artifact` and the digest its OCIRepository pins.
-fn pinned(
-    root: &Path,
-    spec: &infra::Spec,
-    artifact: &Artifact,
-) -> anyhow::Result<(String, String)> {
-    let team = spec
-        .service(&artifact.service)
-        .map(|s| s.team.clone())
-        .with_context(|| format!("the spec has no service {}", artifact.service))?;
-    let file = format!(
-        "{}/sync.yaml",
-        infra::render::layout::tenant_dir(&artifact.service, &team, &artifact.env)
-    );
-    let text = std::fs::read_to_string(root.join(&file))
+/// What the tree says of an artifact: the file that pins it, its OCIRepository's URL and pin.
+struct Pin {
+    file: String,
+    url: String,
+    digest: String,
+}
+
+/// Where and what the OCIRepository of `artifact` (in the file the layout says pins it) pulls.
+fn pinned(root: &Path, artifact: &Artifact) -> anyhow::Result<Pin> {
+    let file = &artifact.pinned_in;
+    let text = std::fs::read_to_string(root.join(file))
         .with_context(|| format!("cannot read {file}; run `cargo xtask gen`"))?;
     for document in serde_yaml_ng::Deserializer::from_str(&text) {
         let value: serde_json::Value = serde::Deserialize::deserialize(document)
             .with_context(|| format!("{file} is not YAML"))?;
-        if value["kind"] == "OCIRepository" {
-            let pin = value["spec"]["ref"]["digest"].as_str().with_context(|| {
-                format!("{file}: the OCIRepository pins no digest (spec.ref.digest)")
-            })?;
-            return Ok((file, pin.to_owned()));
+        if value["kind"] == "OCIRepository"
+            && infra::flux::artifact_directory(&value) == Some(artifact.dir.as_str())
+        {
+            let digest = value["spec"]["ref"]["digest"]
+                .as_str()
+                .with_context(|| {
+                    format!(
+                        "{file}: the OCIRepository of {} pins no digest (spec.ref.digest)",
+                        artifact.dir
+                    )
+                })?
+                .to_owned();
+            let url = value["spec"]["url"].as_str().unwrap_or_default().to_owned();
+            return Ok(Pin {
+                file: file.clone(),
+                url,
+                digest,
+            });
         }
     }
-    bail!("{file} has no OCIRepository; run `cargo xtask gen`")
+    bail!(
+        "{file} has no OCIRepository of {}; run `cargo xtask gen`",
+        artifact.dir
+    )
 }
 
 /// The reference of `built` inside the layout (`oci:<layout>:<ref>` in skopeo's syntax).
 fn ref_name(built: &Built) -> String {
-    format!("{}/{}", built.artifact.service, built.artifact.env)
+    built.artifact.dir.clone()
 }
 
 /// One OCI layout holding every artifact, each manifest named by [`ref_name`].
@@ -297,10 +318,10 @@ mod tests {
     fn built(repository: &str) -> Built {
         Built {
             artifact: infra::render::Artifact {
-                service: "shop".into(),
                 env: "staging".into(),
                 dir: "flux/apps/shop/staging".into(),
                 repository: repository.into(),
+                pinned_in: "flux/tenants/staging/shops/shop/sync.yaml".into(),
             },
             manifest_digest: "sha256:00ff".into(),
             files: 1,
@@ -319,8 +340,8 @@ mod tests {
                 "--preserve-digests",
                 "--digestfile=/d",
                 "--dest-tls-verify=false",
-                "oci:/l:shop/staging",
-                "docker://127.0.0.1:5000/manifests/shop:sha256-00ff",
+                "oci:/l:flux/apps/shop/staging",
+                "docker://127.0.0.1:5000/manifests/shop:flux-00ff",
             ]
         );
         let remote = skopeo_args(layout, &built("ghcr.io/org/manifests/shop"), digest);
@@ -330,7 +351,7 @@ mod tests {
         );
         assert_eq!(
             remote.last().map(String::as_str),
-            Some("docker://ghcr.io/org/manifests/shop:sha256-00ff")
+            Some("docker://ghcr.io/org/manifests/shop:flux-00ff")
         );
     }
 
@@ -338,14 +359,19 @@ mod tests {
     fn every_artifact_of_the_committed_tree_builds_and_an_unknown_environment_is_refused() {
         let spec = infra::testing::spec();
         let built = build_all(spec, &crate::project_root(), &[]).expect("builds");
-        assert_eq!(built.len(), spec.services.len() * spec.environments.len());
+        // Per environment: each team's two directories, each service's app directory.
+        assert_eq!(
+            built.len(),
+            spec.environments.len() * (2 * 2 + spec.services.len())
+        );
         let production =
             build_all(spec, &crate::project_root(), &["production".into()]).expect("builds");
         assert!(production.iter().all(|b| b.artifact.env == "production"));
         // The committed tree pins exactly what publish builds from it.
         for b in &built {
-            let (_, pin) = pinned(&crate::project_root(), spec, &b.artifact).expect("pinned");
-            assert_eq!(pin, b.manifest_digest, "{}", b.artifact.dir);
+            let pin = pinned(&crate::project_root(), &b.artifact).expect("pinned");
+            assert_eq!(pin.digest, b.manifest_digest, "{}", b.artifact.dir);
+            assert_eq!(pin.url, b.artifact.url(), "{}", b.artifact.dir);
         }
         let dir = tempfile::tempdir().expect("dir");
         write_layout(dir.path(), &production).expect("writes");
@@ -358,7 +384,17 @@ mod tests {
             .iter()
             .filter_map(|m| m["annotations"][oci::REF_NAME].as_str())
             .collect();
-        assert_eq!(names, ["antaeus/production", "payment-provider/production"]);
+        assert_eq!(
+            names,
+            [
+                "flux/namespaces/production/invoicing",
+                "flux/tenants/production/invoicing",
+                "flux/namespaces/production/payments",
+                "flux/tenants/production/payments",
+                "flux/apps/antaeus/production",
+                "flux/apps/payment-provider/production",
+            ]
+        );
         let err = build_all(spec, &crate::project_root(), &["prod".into()]).expect_err("unknown");
         assert_eq!(
             err.to_string(),

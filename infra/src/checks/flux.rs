@@ -72,12 +72,12 @@ pub(super) fn check_kustomization(
     let relative = path.trim_start_matches("./").trim_end_matches('/');
     let dir = format!("{base}{relative}");
     let dir = dir.trim_end_matches('/');
+    let inside = if base.is_empty() {
+        String::new()
+    } else {
+        format!(" (in the artifact of `{}`)", base.trim_end_matches('/'))
+    };
     if resolved && !tree.has_root(dir) {
-        let inside = if base.is_empty() {
-            String::new()
-        } else {
-            format!(" (in the artifact of `{}`)", base.trim_end_matches('/'))
-        };
         report(format!(
             "spec.path `{path}`{inside} is not a generated directory with a kustomization.yaml"
         ));
@@ -86,7 +86,9 @@ pub(super) fn check_kustomization(
     // check naming one.
     let waits_on = if spec["wait"] == true {
         cluster.applying_kustomizations.get(dir).map(|file| {
-            format!("spec.wait is true and spec.path `{path}` applies Kustomizations ({file})")
+            format!(
+                "spec.wait is true and spec.path `{path}`{inside} applies Kustomizations ({file})"
+            )
         })
     } else {
         None
@@ -174,18 +176,18 @@ mod tests {
     #[test]
     fn a_kustomization_path_that_does_not_exist_is_reported() {
         // A git source: the path is the tree's own.
-        let file = "flux/clusters/production/teams/invoicing.yaml";
+        let file = "flux/clusters/production/infrastructure.yaml";
         let found = broken(
             file,
             "Kustomization",
             "flux-system",
-            "tenants-invoicing",
-            |v| v["spec"]["path"] = json!("./flux/tenants/production/invoice"),
+            "infrastructure",
+            |v| v["spec"]["path"] = json!("./flux/infrastructure/prod"),
         );
         assert_found(
             &found,
             &format!(
-                "{file}: Kustomization/flux-system/tenants-invoicing: spec.path `./flux/tenants/production/invoice` is not a generated directory with a kustomization.yaml"
+                "{file}: Kustomization/flux-system/infrastructure: spec.path `./flux/infrastructure/prod` is not a generated directory with a kustomization.yaml"
             ),
         );
         // An OCI source: the path is inside the directory its artifact holds.
@@ -273,7 +275,7 @@ mod tests {
         assert_found(
             &found,
             &format!(
-                "{file}: Kustomization/flux-system/tenants-invoicing: spec.wait is true and spec.path `./flux/tenants/production/invoicing` applies Kustomizations (flux/tenants/production/invoicing/antaeus/sync.yaml): it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
+                "{file}: Kustomization/flux-system/tenants-invoicing: spec.wait is true and spec.path `./` (in the artifact of `flux/tenants/production/invoicing`) applies Kustomizations (flux/tenants/production/invoicing/antaeus/sync.yaml): it would hold one of kustomize-controller's workers while they queue for one (with as many such Kustomizations as workers, nothing moves until the wait times out); let them report their own health"
             ),
         );
         // A service's Kustomization waits for its rollout: its directory applies no Kustomization.
@@ -287,24 +289,22 @@ mod tests {
 
     #[test]
     fn a_path_outside_its_sources_sparse_checkout_is_reported() {
-        let file = "flux/clusters/production/teams/invoicing.yaml";
-        let found = broken(
-            file,
-            "GitRepository",
-            "flux-system",
-            "team-invoicing",
-            |v| v["spec"]["sparseCheckout"] = json!(["flux/tenants/production/invoicing-other"]),
-        );
+        let file = "flux/clusters/production/flux-system.yaml";
+        let found = broken(file, "GitRepository", "flux-system", "flux-system", |v| {
+            v["spec"]["sparseCheckout"] = json!([
+                "flux/clusters/production",
+                "flux/infrastructure/production-other"
+            ])
+        });
         assert_found(
             &found,
-            &format!(
-                "{file}: Kustomization/flux-system/tenants-invoicing: spec.path `./flux/tenants/production/invoicing` is outside the directories GitRepository `flux-system/team-invoicing` checks out (spec.sparseCheckout: flux/tenants/production/invoicing-other): its artifact does not hold it"
-            ),
+            "flux/clusters/production/infrastructure.yaml: Kustomization/flux-system/infrastructure: spec.path `./flux/infrastructure/production` is outside the directories GitRepository `flux-system/flux-system` checks out (spec.sparseCheckout: flux/clusters/production, flux/infrastructure/production-other): its artifact does not hold it",
         );
+        // The sync's own path is checked out: not reported.
         assert!(
-            found
+            !found
                 .iter()
-                .any(|f| f.contains("Kustomization/flux-system/namespaces-invoicing: spec.path")),
+                .any(|f| f.contains("Kustomization/flux-system/flux-system: spec.path")),
             "{found:#?}"
         );
     }

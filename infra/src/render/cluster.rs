@@ -1,12 +1,8 @@
-//! What each cluster gets before any service: the bootstrap sync (`flux-system`), the platform
-//! Kustomizations (`infrastructure`, then for each team `namespaces-<team>` with the team's
-//! Namespaces, then `tenants-<team>`, both from the team's own source `team-<team>`), and the
-//! Flux install's settings as a kustomize component (the lockdown flags, the workers).
+//! What each cluster gets before any team: the bootstrap sync (`flux-system`), `infrastructure`,
+//! the tenants' ClusterRole, the Flux install's settings as a kustomize component (the lockdown
+//! flags, the workers), and the helpers the team files share ([`platform_kustomization`]).
 
-use super::layout::{
-    cluster_dir, environment_roots, infrastructure_dir, lockdown_dir, namespaces_dir, team_roots,
-    tenants_dir,
-};
+use super::layout::{cluster_dir, environment_roots, infrastructure_dir, lockdown_dir};
 use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, sources, tenant};
 use crate::Error;
 use crate::flux::{
@@ -16,6 +12,7 @@ use crate::flux::{
 use crate::meta;
 use crate::spec::Spec;
 use crate::tree::{Object, Tree};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Flux's multi-tenancy lockdown, as Flux's docs give it: each flag, and the controllers that take
 /// it (a regular expression over the install's Deployment names, which kustomize anchors).
@@ -70,72 +67,25 @@ pub fn lockdown(services: usize) -> KustomizeComponent {
     )
 }
 
-/// The cluster layer of `env`: its roots, the bootstrap sync, the platform Kustomizations, the
-/// Namespaces and the lockdown component.
+/// The cluster layer of `env`: its roots, the bootstrap sync, `infrastructure`, the tenants'
+/// ClusterRole and the Flux install's component. Each team's part is [`super::team`]'s.
 pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Error> {
-    let platform = &spec.platform;
-    let owner = &platform.owner;
     for dir in environment_roots(env) {
         tree.add_root(&dir);
     }
     let cluster = cluster_dir(env);
-
-    // What `flux bootstrap` writes, minus gotk-components.yaml (Flux is installed separately):
-    // the repository and the Kustomization that reconciles this directory.
-    let flux_meta = |name: &str| {
-        meta::object_meta(
-            name,
-            Some(FLUX_NAMESPACE),
-            meta::labels(&platform.name, name, owner),
-        )
-    };
-    // Every platform source holds only the directories its Kustomizations apply:
-    // kustomize-controller downloads and unpacks a source's whole artifact for each Kustomization
-    // it reconciles, and the whole tree is 25 MB at 1,000 services (docs/benchmarks.md, "Flux at
-    // scale").
-    let git_source = |name: &str, dirs: &[&str]| {
-        GitRepository::with_metadata(flux_meta(name), sources::platform_source(spec, dirs))
-    };
     let infrastructure = infrastructure_dir(env);
-    // The bootstrap source: this cluster's directory and its infrastructure, nothing of the
-    // teams' or the other environments'.
-    let source = git_source(FLUX_NAMESPACE, &[&cluster, &infrastructure]);
-    let platform_kustomization =
-        |name: &str, source: &str, path: &str, wait: bool, timeout: String, after: &[&str]| {
-            Kustomization::with_metadata(
-                flux_meta(name),
-                KustomizationSpec {
-                    interval: "10m".into(),
-                    retry_interval: Some("1m".into()),
-                    timeout,
-                    path: format!("./{path}"),
-                    prune: true,
-                    wait,
-                    source_ref: SourceRef {
-                        kind: "GitRepository".into(),
-                        name: source.into(),
-                    },
-                    depends_on: after
-                        .iter()
-                        .map(|name| DependsOn {
-                            name: (*name).to_owned(),
-                            namespace: None,
-                        })
-                        .collect(),
-                    service_account_name: PLATFORM_RECONCILER.into(),
-                    target_namespace: None,
-                },
-            )
-        };
-    // The sync does not wait: its children are Kustomizations with their own health.
-    let sync = platform_kustomization(
-        FLUX_NAMESPACE,
-        FLUX_NAMESPACE,
-        &cluster,
-        false,
-        "3m".into(),
-        &[],
+    // What `flux bootstrap` writes, minus gotk-components.yaml (Flux is installed separately):
+    // the repository and the Kustomization that reconciles this directory. The bootstrap source
+    // holds this cluster's directory and its infrastructure, nothing of the teams' (their
+    // directories are artifacts, pinned in `teams/<team>.yaml`) or the other environments'.
+    let source = GitRepository::with_metadata(
+        flux_meta(spec, FLUX_NAMESPACE),
+        sources::platform_source(spec, &[&cluster, &infrastructure]),
     );
+    let git = ("GitRepository", FLUX_NAMESPACE);
+    // The sync does not wait: its children are Kustomizations with their own health.
+    let sync = platform_kustomization(spec, FLUX_NAMESPACE, git, &cluster, false, "3m", &[]);
     tree.add_objects(
         env,
         &format!("{cluster}/flux-system.yaml"),
@@ -143,11 +93,12 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
     )?;
     tree.add_component(&lockdown_dir(env), &lockdown(spec.services.len()))?;
     let infra = platform_kustomization(
+        spec,
         "infrastructure",
-        FLUX_NAMESPACE,
+        git,
         &infrastructure,
         true,
-        "5m".into(),
+        "5m",
         &[],
     );
     tree.add_objects(
@@ -155,79 +106,57 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
         &format!("{cluster}/infrastructure.yaml"),
         vec![Object::new(&infra)?],
     )?;
-    // Per team: its Namespaces and their settings, then its tenants. One pair of roots a team
-    // keeps each kustomize build as small as a team (see the layout's note on build time).
-    let mut by_team: std::collections::BTreeMap<&str, Vec<&crate::spec::Service>> =
-        std::collections::BTreeMap::new();
-    for service in &spec.services {
-        by_team
-            .entry(service.team.as_str())
-            .or_default()
-            .push(service);
-    }
-    for team in &spec.teams {
-        let Some(services) = by_team.get(team.name.as_str()) else {
-            continue;
-        };
-        for dir in team_roots(env, &team.name) {
-            tree.add_root(&dir);
-        }
-        // The team's own source: its two directories. Every new commit still costs a clone for
-        // it, but each of its Kustomizations unpacks a team, not the tree.
-        let team_source_name = format!("team-{}", team.name);
-        let team_source = git_source(
-            &team_source_name,
-            &[
-                &namespaces_dir(env, &team.name),
-                &tenants_dir(env, &team.name),
-            ],
-        );
-        let namespaces_name = format!("namespaces-{}", team.name);
-        let namespaces_kustomization = platform_kustomization(
-            &namespaces_name,
-            &team_source_name,
-            &namespaces_dir(env, &team.name),
-            true,
-            "5m".into(),
-            &["infrastructure"],
-        );
-        // A team's tenants apply its services' sources and Kustomizations and do not wait for
-        // them: each service's Kustomization waits for its own rollout and reports it. A
-        // Kustomization waiting on Kustomizations holds one of kustomize-controller's workers
-        // (4 by default) while the ones it waits for queue for a worker of the same controller:
-        // with four teams or more nothing moved until the waits timed out (`cargo xtask bench
-        // flux`, docs/benchmarks.md).
-        let tenants_kustomization = platform_kustomization(
-            &format!("tenants-{}", team.name),
-            &team_source_name,
-            &tenants_dir(env, &team.name),
-            false,
-            "5m".into(),
-            &["infrastructure", &namespaces_name],
-        );
-        tree.add_objects(
-            env,
-            &format!("{cluster}/teams/{}.yaml", team.name),
-            vec![
-                Object::new(&team_source)?,
-                Object::new(&namespaces_kustomization)?,
-                Object::new(&tenants_kustomization)?,
-            ],
-        )?;
-        let namespaces = services
-            .iter()
-            .map(|service| Object::new(&tenant::namespace(spec, service)))
-            .collect::<Result<Vec<_>, _>>()?;
-        tree.add_objects(
-            env,
-            &format!("{}/namespaces.yaml", namespaces_dir(env, &team.name)),
-            namespaces,
-        )?;
-    }
     tree.add_objects(
         env,
         &format!("{infrastructure}/tenant-role.yaml"),
         vec![Object::new(&tenant::tenant_role(spec))?],
+    )
+}
+
+/// Metadata of a platform object `name` in `flux-system`.
+pub(super) fn flux_meta(spec: &Spec, name: &str) -> ObjectMeta {
+    let platform = &spec.platform;
+    meta::object_meta(
+        name,
+        Some(FLUX_NAMESPACE),
+        meta::labels(&platform.name, name, &platform.owner),
+    )
+}
+
+/// A platform Kustomization in `flux-system`: `path` of `source` (`(kind, name)`; a tree path
+/// for the git source, `./` for an artifact), applied as the platform's reconciler after `after`.
+pub(super) fn platform_kustomization(
+    spec: &Spec,
+    name: &str,
+    source: (&str, &str),
+    path: &str,
+    wait: bool,
+    timeout: &str,
+    after: &[&str],
+) -> Kustomization {
+    Kustomization::with_metadata(
+        flux_meta(spec, name),
+        KustomizationSpec {
+            interval: "10m".into(),
+            retry_interval: Some("1m".into()),
+            timeout: timeout.into(),
+            path: format!("./{}", path.trim_start_matches("./")),
+            prune: true,
+            wait,
+            source_ref: SourceRef {
+                kind: source.0.into(),
+                name: source.1.into(),
+            },
+            depends_on: after
+                .iter()
+                .map(|name| DependsOn {
+                    name: (*name).to_owned(),
+                    namespace: None,
+                })
+                .collect(),
+            service_account_name: PLATFORM_RECONCILER.into(),
+            target_namespace: None,
+        },
     )
 }
 
@@ -254,33 +183,28 @@ mod tests {
             "namespaces-invoicing",
             "clusters/production/teams/invoicing.yaml",
         );
-        assert_eq!(
-            namespaces["spec"]["path"],
-            "./flux/namespaces/production/invoicing"
-        );
-        assert_eq!(namespaces["spec"]["dependsOn"][0]["name"], "infrastructure");
-        // A team's Kustomizations read the team's source, which holds its two directories only;
+        // A team's Kustomizations read the artifacts of its two directories, pinned in its file;
         // the bootstrap source holds the cluster's directory and its infrastructure.
-        assert_eq!(namespaces["spec"]["sourceRef"]["name"], "team-invoicing");
+        assert_eq!(namespaces["spec"]["path"], "./");
+        assert_eq!(namespaces["spec"]["dependsOn"][0]["name"], "infrastructure");
+        assert_eq!(
+            namespaces["spec"]["sourceRef"],
+            serde_json::json!({"kind": "OCIRepository", "name": "namespaces-invoicing"})
+        );
         let team_source = find(
             tree,
-            "GitRepository",
+            "OCIRepository",
             "flux-system",
-            "team-invoicing",
+            "namespaces-invoicing",
             "clusters/production/teams/invoicing.yaml",
         );
-        let ignore = team_source["spec"]["ignore"].as_str().expect("ignore");
-        assert!(
-            ignore.contains("!/flux/namespaces/production/invoicing/\n"),
-            "{ignore}"
+        assert_eq!(
+            team_source["metadata"]["annotations"]["billing-platform/artifact-directory"],
+            "flux/namespaces/production/invoicing"
         );
-        assert!(
-            ignore.contains("!/flux/tenants/production/invoicing/\n"),
-            "{ignore}"
-        );
-        assert!(
-            !ignore.contains("payments") && !ignore.contains("staging"),
-            "{ignore}"
+        assert_eq!(
+            team_source["spec"]["url"],
+            "oci://ghcr.io/billing-platform/manifests/teams/invoicing/namespaces"
         );
         let bootstrap = find(
             tree,
@@ -289,14 +213,7 @@ mod tests {
             "flux-system",
             "clusters/production/flux-system.yaml",
         );
-        // The clones check out those directories alone.
-        assert_eq!(
-            team_source["spec"]["sparseCheckout"],
-            serde_json::json!([
-                "flux/namespaces/production/invoicing",
-                "flux/tenants/production/invoicing"
-            ])
-        );
+        // The clone checks out those directories alone.
         assert_eq!(
             bootstrap["spec"]["sparseCheckout"],
             serde_json::json!(["flux/clusters/production", "flux/infrastructure/production"])
@@ -318,10 +235,8 @@ mod tests {
             "tenants-invoicing",
             "clusters/production/teams/invoicing.yaml",
         );
-        assert_eq!(
-            tenants["spec"]["path"],
-            "./flux/tenants/production/invoicing"
-        );
+        assert_eq!(tenants["spec"]["path"], "./");
+        assert_eq!(tenants["spec"]["sourceRef"]["name"], "tenants-invoicing");
         assert_eq!(tenants["spec"]["dependsOn"][0]["name"], "infrastructure");
         assert_eq!(
             tenants["spec"]["dependsOn"][1]["name"],

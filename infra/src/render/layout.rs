@@ -17,19 +17,25 @@
 //! directory's objects (4,000 objects take ~25 s here), so one directory of every tenant would
 //! take minutes at 1,000 services, in `verify` and in Flux's kustomize-controller alike.
 
-use crate::spec::Spec;
+use crate::spec::{Service, Spec};
 
-/// One service's manifests in one environment as an OCI artifact ([`crate::artifact`]): the
-/// files of [`app_dir`] at the artifact's root, pushed by `cargo xtask publish` to `repository`
-/// and pulled by the tenant's OCIRepository by the digest the tree pins.
+/// A generated directory as an OCI artifact ([`crate::artifact`]): its files at the artifact's
+/// root, pushed by `cargo xtask publish` to `repository` and pulled by an OCIRepository by the
+/// digest the tree pins in `pinned_in`. Every directory Flux points at but the cluster's entry
+/// point and its infrastructure (which the bootstrap GitRepository holds) is one: each service's
+/// app directory (pinned in its tenant's `sync.yaml`) and each team's namespaces and tenants
+/// directories (pinned in the cluster's `teams/<team>.yaml`). A commit thus reaches a cluster as
+/// one clone of the bootstrap source plus one pull for each directory it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Artifact {
-    pub service: String,
     pub env: String,
     /// The tree directory the artifact holds, e.g. `flux/apps/antaeus/production`.
     pub dir: String,
-    /// `<[platform.artifacts] repository>/<service>`, without scheme or tag.
+    /// Below `[platform.artifacts] repository`, without scheme or tag: `<service>` for an app
+    /// directory, `teams/<team>/namespaces` and `teams/<team>/tenants` for a team's.
     pub repository: String,
+    /// The generated file whose OCIRepository pins the artifact's digest.
+    pub pinned_in: String,
 }
 
 impl Artifact {
@@ -39,32 +45,66 @@ impl Artifact {
     }
 }
 
-/// The tag an artifact is pushed under: its digest (`sha256-<hex>`, cosign's spelling), so the
-/// registry keeps every pinned version and no tag ever moves. Flux pulls by digest, not by tag.
+/// The tag an artifact is pushed under: `flux-<hex of its digest>`, so the registry keeps every
+/// pinned version (registries may collect untagged ones) and no tag ever moves. Flux pulls by
+/// digest, not by tag. Not `sha256-<hex>`: OCI 1.1 gives that tag to the referrers (signatures,
+/// SBOMs) of the digest on registries without the referrers API, which would overwrite it.
 pub fn artifact_tag(digest: &str) -> String {
-    digest.replacen(':', "-", 1)
+    format!("flux-{}", digest.strip_prefix("sha256:").unwrap_or(digest))
 }
 
-/// Where `service`'s manifests for `env` are published.
-pub fn artifact(spec: &Spec, service: &str, env: &str) -> Artifact {
+/// The artifact of `service`'s app directory in `env`.
+pub fn artifact(spec: &Spec, service: &Service, env: &str) -> Artifact {
     Artifact {
-        service: service.to_owned(),
         env: env.to_owned(),
-        dir: app_dir(service, env),
-        repository: format!("{}/{service}", spec.platform.artifact_repository()),
+        dir: app_dir(&service.name, env),
+        repository: format!("{}/{}", spec.platform.artifact_repository(), service.name),
+        pinned_in: format!(
+            "{}/sync.yaml",
+            tenant_dir(&service.name, &service.team, env)
+        ),
     }
 }
 
-/// Every artifact of `spec`: each service in each environment, by environment then service.
+/// The artifacts of `team`'s namespaces and tenants directories in `env`, in that order.
+pub fn team_artifacts(spec: &Spec, team: &str, env: &str) -> [Artifact; 2] {
+    let artifact = |dir: String, kind: &str| Artifact {
+        env: env.to_owned(),
+        dir,
+        repository: format!(
+            "{}/teams/{team}/{kind}",
+            spec.platform.artifact_repository()
+        ),
+        pinned_in: team_file(env, team),
+    };
+    [
+        artifact(namespaces_dir(env, team), "namespaces"),
+        artifact(tenants_dir(env, team), "tenants"),
+    ]
+}
+
+/// Every artifact of `spec`, by environment: each team's (of the teams with services), then each
+/// service's.
 pub fn artifacts(spec: &Spec) -> Vec<Artifact> {
-    spec.environments
-        .iter()
-        .flat_map(|env| {
+    let mut out = Vec::new();
+    for env in &spec.environments {
+        for team in &spec.teams {
+            if spec.services.iter().any(|s| s.team == team.name) {
+                out.extend(team_artifacts(spec, &team.name, &env.name));
+            }
+        }
+        out.extend(
             spec.services
                 .iter()
-                .map(|service| artifact(spec, &service.name, &env.name))
-        })
-        .collect()
+                .map(|service| artifact(spec, service, &env.name)),
+        );
+    }
+    out
+}
+
+/// The cluster's file of `team`: the sources and Kustomizations of its two directories.
+pub fn team_file(env: &str, team: &str) -> String {
+    format!("{}/teams/{team}.yaml", cluster_dir(env))
 }
 
 /// The directory Flux applies a service's workload from.

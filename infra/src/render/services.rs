@@ -93,27 +93,41 @@ pub(super) fn one<T: serde::Serialize>(object: &T) -> Result<Vec<Object>, Error>
 /// Services rendered at once before they go into the tree: what a streaming tree holds.
 const BATCH: usize = 256;
 
-/// Renders every service of `spec` in `env` into `tree`, a batch of services at a time.
-pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Error> {
-    let callees = callees(spec);
-    for batch in spec.services.chunks(BATCH) {
-        for service in render_batch(spec, env, &callees, batch)? {
+/// Renders `services` (one team's) in `env` into `tree`, a batch of services at a time; returns
+/// `(path, bytes)` of each file outside the app directories (the team's namespaces and tenants
+/// directories hold them), from which the team's artifacts are pinned.
+pub(super) fn render(
+    spec: &Spec,
+    env: &str,
+    services: &[&spec::Service],
+    callees: &Callees<'_>,
+    tree: &mut Tree,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut team_files = Vec::new();
+    for batch in services.chunks(BATCH) {
+        for service in render_batch(spec, env, callees, batch)? {
             tree.add_root(&service.app_dir);
             for (path, objects) in service.files {
+                if !path.starts_with(&service.app_dir) {
+                    team_files.push((path.clone(), objects_text(&objects)));
+                }
                 tree.add_objects(env, &path, objects)?;
             }
         }
     }
-    Ok(())
+    Ok(team_files)
 }
+
+/// `(callee, port)` of every service each service may call.
+pub(super) type Callees<'a> = BTreeMap<&'a str, Vec<(&'a str, i32)>>;
 
 /// Serialises `services` on every core; the result is in the services' order (the tree is
 /// ordered by path, so nothing depends on which thread finished first).
 fn render_batch(
     spec: &Spec,
     env: &str,
-    callees: &BTreeMap<&str, Vec<(&str, i32)>>,
-    services: &[spec::Service],
+    callees: &Callees<'_>,
+    services: &[&spec::Service],
 ) -> Result<Vec<ServiceFiles>, Error> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = services.len().div_ceil(workers).max(1);
@@ -124,7 +138,7 @@ fn render_batch(
                 scope.spawn(move || {
                     services
                         .iter()
-                        .map(|service| {
+                        .map(|&service| {
                             let ctx = ServiceCtx {
                                 spec,
                                 service,
@@ -190,7 +204,7 @@ fn service_files(ctx: &ServiceCtx<'_>) -> Result<ServiceFiles, Error> {
         .map(|(file, text)| (*file, text.as_bytes()))
         .chain([("kustomization.yaml", kustomization.as_bytes())])
         .collect();
-    let built = artifact::build(&app, &artifact_files, &ctx.spec.platform.git.url)?;
+    let built = artifact::build(&app, &artifact_files)?;
     let ctx = ServiceCtx {
         app_digest: Some(built.digest),
         ..*ctx
@@ -220,7 +234,7 @@ fn dir_of<'a>(dir: Dir, settings: &'a str, tenant: &'a str, app: &'a str) -> &'a
 }
 
 /// `(callee, port)` pairs each service may call, from the callees' `[[callers]]`.
-fn callees(spec: &Spec) -> BTreeMap<&str, Vec<(&str, i32)>> {
+pub(super) fn callees(spec: &Spec) -> Callees<'_> {
     let mut out: BTreeMap<&str, Vec<(&str, i32)>> = BTreeMap::new();
     for callee in &spec.services {
         for caller in &callee.callers {

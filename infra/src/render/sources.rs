@@ -1,9 +1,43 @@
-//! The platform's git sources: the bootstrap `flux-system` and each team's `team-<team>`, each
-//! holding only the directories its Kustomizations apply. (Each service's own source is its OCI
-//! artifact: [`super::tenant::sync`].)
+//! The tree's Flux sources: the bootstrap GitRepository `flux-system`, holding only the cluster's
+//! entry point and infrastructure, and an OCIRepository for every other directory Flux applies
+//! (each team's two, each service's app directory), pinned to the digest of its artifact.
 
-use crate::flux::{GitRef, GitRepositorySpec};
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::layout::Artifact;
+use crate::flux::{
+    GitRef, GitRepositorySpec, LayerSelector, OCIRepository, OCIRepositorySpec, OciRef, media_types,
+};
+use crate::meta;
 use crate::spec::Spec;
+
+/// The OCIRepository pulling `artifact` at `digest`, with `metadata` and the annotation naming
+/// the directory it holds. Pinned: source-controller asks the registry nothing until the tree
+/// pins another digest, and a push to the registry changes nothing the tree does not name.
+pub(super) fn artifact_source(
+    mut metadata: ObjectMeta,
+    artifact: &Artifact,
+    digest: String,
+) -> OCIRepository {
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(meta::ARTIFACT_DIRECTORY.to_owned(), artifact.dir.clone());
+    OCIRepository::with_metadata(
+        metadata,
+        OCIRepositorySpec {
+            interval: "10m".into(),
+            url: artifact.url(),
+            reference: OciRef { digest },
+            layer_selector: LayerSelector {
+                media_type: media_types::CONTENT.into(),
+                operation: "extract".into(),
+            },
+        },
+    )
+}
 
 /// A source of the platform's repository holding `dirs` and nothing else: the clone checks out
 /// only them (`sparseCheckout`: at 1,000 services the whole tree is 22,600 files, written for

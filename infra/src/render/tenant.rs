@@ -9,12 +9,10 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, Rol
 
 use super::layout::artifact;
 use super::services::ServiceCtx;
+use super::sources;
 use super::{DEVELOPER_ROLE, TENANT_RECONCILER, TENANT_ROLE, labels, service_timeout_minutes};
 use crate::Error;
-use crate::flux::{
-    Kustomization, KustomizationSpec, LayerSelector, OCIRepository, OCIRepositorySpec, OciRef,
-    SourceRef, media_types,
-};
+use crate::flux::{Kustomization, KustomizationSpec, SourceRef};
 use crate::meta;
 use crate::spec::{self, Spec, rules};
 use crate::tree::Object;
@@ -212,30 +210,14 @@ pub(super) fn developer_rbac(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error>
 /// to the registry changes nothing the tree does not name.
 pub(super) fn sync(ctx: &ServiceCtx<'_>) -> Result<Vec<Object>, Error> {
     let (spec, service) = (ctx.spec, ctx.service);
-    let artifact = artifact(spec, &service.name, ctx.env);
+    let artifact = artifact(spec, service, ctx.env);
     let digest = ctx.app_digest.clone().ok_or_else(|| {
         Error::Tree(format!(
             "the sync of {} is rendered before its app directory {}: its artifact has no digest yet",
             service.name, artifact.dir
         ))
     })?;
-    let mut metadata = ctx.metadata(&service.name);
-    metadata.annotations = Some(BTreeMap::from([(
-        meta::ARTIFACT_DIRECTORY.to_owned(),
-        artifact.dir.clone(),
-    )]));
-    let source = OCIRepository::with_metadata(
-        metadata,
-        OCIRepositorySpec {
-            interval: "10m".into(),
-            url: artifact.url(),
-            reference: OciRef { digest },
-            layer_selector: LayerSelector {
-                media_type: media_types::CONTENT.into(),
-                operation: "extract".into(),
-            },
-        },
-    );
+    let source = sources::artifact_source(ctx.metadata(&service.name), &artifact, digest);
     let kustomization = Kustomization::with_metadata(
         ctx.metadata(&service.name),
         KustomizationSpec {
@@ -321,53 +303,29 @@ mod tests {
     }
 
     #[test]
-    fn each_service_pins_the_digest_of_its_app_directory_as_published() {
-        let tree = testing::tree();
-        for (service, env) in [("antaeus", "production"), ("payment-provider", "staging")] {
-            let source = find(tree, "OCIRepository", service, service, env);
-            assert_eq!(
-                source["spec"]["url"],
-                format!("oci://ghcr.io/billing-platform/manifests/{service}")
-            );
-            // Pinned: the digest of the app directory as `cargo xtask publish` builds it.
-            let dir = format!("flux/apps/{service}/{env}");
-            let files: Vec<(String, &String)> = testing::files()
-                .iter()
-                .filter_map(|(path, text)| {
-                    let name = path.strip_prefix(&format!("{dir}/"))?;
-                    Some((name.to_owned(), text))
-                })
-                .collect();
-            let files: Vec<(&str, &[u8])> = files
-                .iter()
-                .map(|(name, text)| (name.as_str(), text.as_bytes()))
-                .collect();
-            let built = crate::artifact::build(&dir, &files, &testing::spec().platform.git.url)
-                .expect("builds");
-            assert_eq!(
-                source["spec"]["ref"],
-                serde_json::json!({"digest": built.digest})
-            );
-            assert_eq!(
-                source["metadata"]["annotations"]["billing-platform/artifact-directory"],
-                format!("flux/apps/{service}/{env}")
-            );
-            assert_eq!(
-                source["spec"]["layerSelector"]["mediaType"],
-                "application/vnd.cncf.flux.content.v1.tar+gzip"
-            );
-        }
-    }
-
-    #[test]
     fn without_an_artifacts_section_the_repository_is_below_the_registry() {
         let mut spec = testing::spec().clone();
         spec.platform.artifacts = None;
         spec.platform.registry = "registry.example.com/org".into();
-        let artifact = crate::render::artifact(&spec, "antaeus", "staging");
+        let antaeus = spec.service("antaeus").expect("declared");
+        let artifact = crate::render::artifact(&spec, antaeus, "staging");
         assert_eq!(
             artifact.url(),
             "oci://registry.example.com/org/manifests/antaeus"
+        );
+        assert_eq!(
+            artifact.pinned_in,
+            "flux/tenants/staging/invoicing/antaeus/sync.yaml"
+        );
+        let [namespaces, tenants] = crate::render::team_artifacts(&spec, "invoicing", "staging");
+        assert_eq!(
+            namespaces.url(),
+            "oci://registry.example.com/org/manifests/teams/invoicing/namespaces"
+        );
+        assert_eq!(tenants.dir, "flux/tenants/staging/invoicing");
+        assert_eq!(
+            tenants.pinned_in,
+            "flux/clusters/staging/teams/invoicing.yaml"
         );
         assert_eq!(artifact.dir, "flux/apps/antaeus/staging");
     }

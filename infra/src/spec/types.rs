@@ -54,8 +54,8 @@ impl Platform {
     }
 }
 
-/// Where `cargo xtask publish` pushes each service's manifests (`<repository>/<service>:<env>`)
-/// and its tenant's OCIRepository pulls them from.
+/// Where `cargo xtask publish` pushes each service's manifests (`<repository>/<service>`) and its
+/// tenant's OCIRepository pulls them from, by the digest the tree pins.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artifacts {

@@ -60,13 +60,12 @@ impl Published {
 /// OCI layout next to the work tree.
 pub fn publish(sh: &Shell, repo: &Repo, tree: &Tree) -> anyhow::Result<Published> {
     let (work, layout) = (&repo.work, &repo.work.with_file_name("artifacts"));
-    let source = tree.git_urls().into_iter().next().unwrap_or_default();
     let repositories = current_sources(sh, work, tree)?;
     let built = repositories
         .iter()
         .map(|repository| {
             let (artifact, pin) = artifact_of(repository)?;
-            let built = publish::build(work, &artifact, &source)?;
+            let built = publish::build(work, &artifact)?;
             anyhow::ensure!(
                 built.manifest_digest == pin,
                 "{} builds {}, but its OCIRepository pins {pin}: the served tree is stale or edited by hand",
@@ -122,31 +121,61 @@ fn current_sources(sh: &Shell, work: &Path, tree: &Tree) -> anyhow::Result<Vec<V
     Ok(out)
 }
 
-/// Pins in the work tree the artifact `kustomization`'s app directory builds now, as `gen` would
-/// after a change to the spec: for a change made by hand to that directory (the e2e's violation,
-/// as if a reviewer had let it through). Returns the new digest.
+/// Pins in the work tree the artifact `kustomization`'s directory builds now, as `gen` would
+/// after a change to the spec, for a change made by hand to that directory (the e2e's violation,
+/// as if a reviewer had let it through): the new pin changes the directory that holds it, which
+/// may be an artifact itself (a team's tenants), pinned in turn, up to the git source. Returns the
+/// new digest of `kustomization`'s artifact.
 pub fn repin(
     sh: &Shell,
     repo: &Repo,
     tree: &Tree,
     kustomization: &FluxKustomization,
 ) -> anyhow::Result<String> {
-    let (namespace, name) = (&kustomization.namespace, &kustomization.source.1);
-    let repository = current_sources(sh, &repo.work, tree)?
-        .into_iter()
-        .find(|o| {
-            str_at(o, "/metadata/namespace") == namespace && str_at(o, "/metadata/name") == name
-        })
-        .with_context(|| format!("the tree has no OCIRepository {namespace}/{name}"))?;
-    let (artifact, old) = artifact_of(&repository)?;
-    let source = tree.git_urls().into_iter().next().unwrap_or_default();
-    let new = publish::build(&repo.work, &artifact, &source)?.manifest_digest;
-    let applier = tree
-        .applied_by("OCIRepository", namespace, name)
-        .with_context(|| format!("no Kustomization applies OCIRepository {namespace}/{name}"))?;
+    let (mut namespace, mut name) = (
+        kustomization.namespace.clone(),
+        kustomization.source.1.clone(),
+    );
+    let mut first = None;
+    for _ in 0..8 {
+        let repository = current_sources(sh, &repo.work, tree)?
+            .into_iter()
+            .find(|o| {
+                str_at(o, "/metadata/namespace") == namespace && str_at(o, "/metadata/name") == name
+            })
+            .with_context(|| format!("the tree has no OCIRepository {namespace}/{name}"))?;
+        let (artifact, old) = artifact_of(&repository)?;
+        let new = publish::build(&repo.work, &artifact)?.manifest_digest;
+        let first = first.get_or_insert_with(|| new.clone()).clone();
+        if new == old {
+            return Ok(first);
+        }
+        let applier = tree
+            .applied_by("OCIRepository", &namespace, &name)
+            .with_context(|| {
+                format!("no Kustomization applies OCIRepository {namespace}/{name}")
+            })?;
+        replace_pin(&repo.work.join(&applier.path), &old, &new).with_context(|| {
+            format!(
+                "re-pinning OCIRepository {namespace}/{name} under {}",
+                applier.path
+            )
+        })?;
+        if applier.source.0 != "OCIRepository" {
+            return Ok(first);
+        }
+        (namespace, name) = (applier.namespace.clone(), applier.source.1.clone());
+    }
+    anyhow::bail!(
+        "the pins of {} nest deeper than 8 artifacts",
+        kustomization.path
+    )
+}
+
+/// Replaces the pin `old` by `new` in the one file under `dir` that holds it.
+fn replace_pin(dir: &Path, old: &str, new: &str) -> anyhow::Result<()> {
     let mut changed = Vec::new();
-    let dir = repo.work.join(&applier.path);
-    let mut pending = vec![dir];
+    let mut pending = vec![dir.to_owned()];
     while let Some(at) = pending.pop() {
         for entry in std::fs::read_dir(&at).with_context(|| format!("reading {}", at.display()))? {
             let path = entry?.path();
@@ -166,11 +195,10 @@ pub fn repin(
     }
     anyhow::ensure!(
         changed.len() == 1,
-        "OCIRepository {namespace}/{name}'s pin {old} is in {} files under {}, not one",
-        changed.len(),
-        applier.path
+        "the pin {old} is in {} files, not one",
+        changed.len()
     );
-    Ok(new)
+    Ok(())
 }
 
 /// What an OCIRepository of the tree pulls: its URL and the directory its artifact holds, and
@@ -192,12 +220,11 @@ fn artifact_of(repository: &Value) -> anyhow::Result<(infra::render::Artifact, S
         !pin.is_empty(),
         "{what}: spec.ref.digest is empty: the tree pins every artifact"
     );
-    // The layout names each artifact `<service>/<env>`: namespace and name keep them apart.
     let artifact = infra::render::Artifact {
-        service: namespace.to_owned(),
-        env: name.to_owned(),
+        env: String::new(),
         dir: dir.to_owned(),
         repository: registry_repository.to_owned(),
+        pinned_in: String::new(),
     };
     Ok((artifact, pin.to_owned()))
 }

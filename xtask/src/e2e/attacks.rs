@@ -172,13 +172,27 @@ pub fn run(sh: &Shell, cluster: &Cluster, tree: &Tree) -> anyhow::Result<Vec<Str
     all.extend(sources::attacks(&developer, &tenant, ns, &sources));
     all.extend(sources::editor_attacks(ns, &sources));
     all.extend(evasions::attacks(&developer, &tenant, &targets));
-    // The editor's rights exist only while the attacks run.
+    // The editor's rights exist only while the attacks run: removed whatever happened, and both
+    // failures reported if both happen.
     let editor = sources::editor_rbac().to_string();
-    cluster.kubectl(sh, &["apply", "-f", "-"], Some(&editor))?;
-    let outcome = run_all(sh, cluster, all, &mut lines);
-    let removed = cluster.kubectl(sh, &["delete", "--wait=false", "-f", "-"], Some(&editor));
-    outcome?;
-    removed?;
+    let outcome = cluster
+        .kubectl(sh, &["apply", "-f", "-"], Some(&editor))
+        .and_then(|()| run_all(sh, cluster, all, &mut lines));
+    let removed = cluster.kubectl(
+        sh,
+        &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+        Some(&editor),
+    );
+    match (outcome, removed) {
+        (Ok(()), Ok(())) => {}
+        (Err(err), Ok(())) | (Ok(()), Err(err)) => return Err(err),
+        (Err(err), Err(cleanup)) => {
+            return Err(err.context(format!(
+                "and the editor's ClusterRole and binding {} were not removed: {cleanup:#}",
+                sources::EDITOR
+            )));
+        }
+    }
     let (status, body) = cluster.anonymous_get(sh, &format!("/api/v1/namespaces/{ns}/secrets"))?;
     match status {
         401 | 403 => {

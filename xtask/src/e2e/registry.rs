@@ -71,10 +71,11 @@ fn config_yaml(addr: SocketAddr, storage: &Path) -> String {
 }
 
 /// Requests for content the registry answered: what a registry host would count against its
-/// clients (source-controller resolves a tag with a manifest HEAD, then pulls only a new digest).
+/// clients (source-controller asks nothing for a digest it already holds; a new pin costs a
+/// manifest and the layer).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pulls {
-    /// `HEAD /v2/<name>/manifests/<ref>`: a tag resolved to its digest.
+    /// `HEAD /v2/<name>/manifests/<ref>`: a reference checked (a tag resolved, a push's check).
     pub manifest_heads: u64,
     /// `GET /v2/<name>/manifests/<ref>`: a manifest downloaded.
     pub manifest_gets: u64,

@@ -1,8 +1,9 @@
 //! Step 6, changes through git only: a commit that makes one service's manifests reach into the
 //! other service's namespace (and beyond its tenant's rights) must fail its Kustomization and leave
 //! nothing behind; its revert must recover; a replicas change, made in the spec and rendered by
-//! `gen` ([`SpecCopy`]), must roll out with no human apply. After each commit the tree's artifacts
-//! are published from it, as CI does; the service's Kustomization follows its artifact.
+//! `gen` ([`SpecCopy`]), must roll out with no human apply. Before each commit the tree's artifacts
+//! are published from the work tree, as CI does before a merge (the revert's were published
+//! before); the service's Kustomization reads the artifact its tenant's source pins.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -214,37 +215,48 @@ fn publish(
 }
 
 /// What a commit has to travel through to reach `service`, in order, as `(kind, namespace,
-/// name)`: the source and Kustomization that apply its source (its team's), then its own source
-/// and Kustomization.
+/// name)`: from the bootstrap's git source down, each source and the Kustomization that applies
+/// the next one (the team's tenants artifact, then the service's own).
 fn chain(
     tree: &Tree,
     service: &FluxKustomization,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
-    let mut chain = Vec::new();
-    if let Some(applier) = tree.applied_by(&service.source.0, &service.namespace, &service.source.1)
-    {
-        chain.push((
-            applier.source.0.to_lowercase(),
-            applier.namespace.clone(),
-            applier.source.1.clone(),
-        ));
-        chain.push((
-            "kustomization".to_owned(),
-            applier.namespace.clone(),
-            applier.name.clone(),
-        ));
+    let link = |k: &FluxKustomization| {
+        [
+            (
+                k.source.0.to_lowercase(),
+                k.namespace.clone(),
+                k.source.1.clone(),
+            ),
+            (
+                "kustomization".to_owned(),
+                k.namespace.clone(),
+                k.name.clone(),
+            ),
+        ]
+    };
+    let mut chain: Vec<(String, String, String)> = link(service).to_vec();
+    let mut current = service;
+    for _ in 0..8 {
+        match tree.applied_by(&current.source.0, &current.namespace, &current.source.1) {
+            // The bootstrap applies its own source: the top.
+            Some(applier)
+                if applier.namespace == current.namespace && applier.name == current.name =>
+            {
+                return Ok(chain);
+            }
+            Some(applier) => {
+                chain.splice(0..0, link(applier));
+                current = applier;
+            }
+            None => return Ok(chain),
+        }
     }
-    chain.push((
-        service.source.0.to_lowercase(),
-        service.namespace.clone(),
-        service.source.1.clone(),
-    ));
-    chain.push((
-        "kustomization".to_owned(),
-        service.namespace.clone(),
-        service.name.clone(),
-    ));
-    Ok(chain)
+    bail!(
+        "the sources above Kustomization {}/{} nest deeper than 8",
+        service.namespace,
+        service.name
+    )
 }
 
 /// Asks every link of `chain` to look at the new revision now (what `flux reconcile` does).

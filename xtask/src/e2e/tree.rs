@@ -286,7 +286,7 @@ mod tests {
             &root,
             "flux/apps/svc.yaml",
             // The service reads its OCI artifact, which holds flux/svc at its root.
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata: {name: svc, namespace: svc, annotations: {billing-platform/artifact-directory: flux/svc}}\nspec: {url: oci://127.0.0.1:1/m/svc, ref: {tag: staging}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: svc, namespace: svc}\nspec: {path: ./, targetNamespace: svc, sourceRef: {kind: OCIRepository, name: svc}}\n",
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata: {name: svc, namespace: svc, annotations: {billing-platform/artifact-directory: flux/svc}}\nspec: {url: oci://127.0.0.1:1/m/svc, ref: {digest: \"sha256:1\"}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: svc, namespace: svc}\nspec: {path: ./, targetNamespace: svc, sourceRef: {kind: OCIRepository, name: svc}}\n",
         );
         write(
             &root,

@@ -1,6 +1,6 @@
-//! One service's manifests, read from disk, as the Flux OCI artifact the tree pins: the files of
-//! its app directory handed to [`infra::artifact::build`], the format's one owner (`gen` computes
-//! the pin from the files it renders with the same function).
+//! A generated directory, read from disk, as the Flux OCI artifact the tree pins: its files
+//! handed to [`infra::artifact::build`], the format's one owner (`gen` computes the pin from the
+//! files it renders with the same function).
 
 use std::path::Path;
 
@@ -19,14 +19,13 @@ pub struct Built {
     pub blobs: Vec<(String, Vec<u8>)>,
 }
 
-/// Builds `artifact` from the files under `root/<artifact.dir>`; `source` is the git URL the
-/// manifest names.
-pub fn build(root: &Path, artifact: &Artifact, source: &str) -> anyhow::Result<Built> {
+/// Builds `artifact` from the files under `root/<artifact.dir>`.
+pub fn build(root: &Path, artifact: &Artifact) -> anyhow::Result<Built> {
     let dir = root.join(&artifact.dir);
     let files = read_files(&dir)?;
     if files.is_empty() {
         bail!(
-            "{}: no files to publish for {}; run `cargo xtask gen`",
+            "{}: no files to publish to {}; run `cargo xtask gen`",
             dir.display(),
             artifact.repository
         );
@@ -35,7 +34,7 @@ pub fn build(root: &Path, artifact: &Artifact, source: &str) -> anyhow::Result<B
         .iter()
         .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
         .collect();
-    let built = infra::artifact::build(&artifact.dir, &borrowed, source)?;
+    let built = infra::artifact::build(&artifact.dir, &borrowed)?;
     Ok(Built {
         artifact: artifact.clone(),
         manifest_digest: built.digest,
@@ -96,10 +95,10 @@ mod tests {
 
     fn artifact() -> Artifact {
         Artifact {
-            service: "shop".into(),
             env: "production".into(),
             dir: "flux/apps/shop/production".into(),
             repository: "127.0.0.1:5000/manifests/shop".into(),
+            pinned_in: "flux/tenants/production/shops/shop/sync.yaml".into(),
         }
     }
 
@@ -112,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn the_files_on_disk_give_the_artifact_gen_pins_for_them() {
+    fn the_files_on_disk_are_what_the_artifact_holds() {
         let files = [
             ("kustomization.yaml", "resources: [a.yaml]\n"),
             ("a.yaml", "kind: A\n"),
@@ -120,12 +119,10 @@ mod tests {
         ];
         let dir = tempfile::tempdir().expect("dir");
         write(dir.path(), &files);
-        let source = "https://example.invalid/repo";
-        let built = build(dir.path(), &artifact(), source).expect("builds");
+        let built = build(dir.path(), &artifact()).expect("builds");
         let expected = infra::artifact::build(
             "flux/apps/shop/production",
             &files.map(|(name, text)| (name, text.as_bytes())),
-            source,
         )
         .expect("builds");
         assert_eq!(built.manifest_digest, expected.digest);
@@ -136,7 +133,7 @@ mod tests {
     #[test]
     fn a_missing_directory_or_a_symbolic_link_is_refused_with_the_fix() {
         let dir = tempfile::tempdir().expect("dir");
-        let err = build(dir.path(), &artifact(), "x").expect_err("nothing to publish");
+        let err = build(dir.path(), &artifact()).expect_err("nothing to publish");
         assert!(
             format!("{err:#}")
                 .contains("the directory to publish is missing; run `cargo xtask gen`"),
@@ -148,7 +145,7 @@ mod tests {
             dir.path().join("flux/apps/shop/production/b.yaml"),
         )
         .expect("symlink");
-        let err = build(dir.path(), &artifact(), "x").expect_err("a link");
+        let err = build(dir.path(), &artifact()).expect_err("a link");
         assert!(
             err.to_string()
                 .contains("b.yaml: not a regular file or directory (a symbolic link?)"),

@@ -1,6 +1,7 @@
 //! Step 6a, third table: the Flux sources that keep each tenant to its own part of the platform,
 //! as the provider's developer and its Flux account: its own OCIRepository pointed at another
-//! service's artifact, another pin or a registry of its own; a tenant Kustomization
+//! service's artifact, another pin or a registry of its own; its team's artifact re-pinned or
+//! deleted; a tenant Kustomization
 //! on its team's or another team's source in flux-system; its team's source patched or deleted;
 //! and a source of its own, on another service's artifact or checking out another team's
 //! directory of the platform repository.
@@ -16,8 +17,8 @@ use crate::e2e::tree::{Tree, str_at};
 pub(super) struct Sources {
     /// Another service's OCIRepository.
     other: Value,
-    /// The provider's team's git source in flux-system.
-    team_source: Value,
+    /// The bootstrap's git source in flux-system (the platform repository).
+    bootstrap: Value,
     /// The provider's team and another team, from the sources' team labels.
     team: String,
     other_team: String,
@@ -42,19 +43,22 @@ impl Sources {
             .map(|r| (*r).clone())
             .ok_or_else(|| anyhow::anyhow!("the tree has no OCIRepository but {ns}'s"))?;
         let team = str_at(own, "/metadata/labels/billing-platform~1team").to_owned();
-        let repositories = tree.of_kind("GitRepository");
-        let team_source = repositories
-            .iter()
-            .find(|r| named(r, FLUX_NAMESPACE, &format!("team-{team}")))
-            .map(|r| (*r).clone())
-            .ok_or_else(|| anyhow::anyhow!("the tree has no source team-{team}"))?;
-        let other_team = repositories
+        let bootstrap = tree
+            .of_kind("GitRepository")
+            .into_iter()
+            .find(|r| named(r, FLUX_NAMESPACE, FLUX_NAMESPACE))
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("the tree has no source {FLUX_NAMESPACE}/{FLUX_NAMESPACE}")
+            })?;
+        // The teams' tenants artifacts in flux-system, `tenants-<team>`.
+        let other_team = artifacts
             .iter()
             .filter(|r| str_at(r, "/metadata/namespace") == FLUX_NAMESPACE)
-            .filter_map(|r| str_at(r, "/metadata/name").strip_prefix("team-"))
+            .filter_map(|r| str_at(r, "/metadata/name").strip_prefix("tenants-"))
             .find(|t| *t != team)
             .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("the tree has no team source but {team}'s"))?;
+            .ok_or_else(|| anyhow::anyhow!("the tree has no team artifact but {team}'s"))?;
         let env = crate::e2e::tree::artifact_directory(own)
             .and_then(|dir| dir.rsplit('/').next())
             .unwrap_or("")
@@ -64,7 +68,7 @@ impl Sources {
         }
         Ok(Sources {
             other,
-            team_source,
+            bootstrap,
             team,
             other_team,
             env,
@@ -75,7 +79,7 @@ impl Sources {
 pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources) -> Vec<Attack> {
     let Sources {
         other,
-        team_source,
+        bootstrap,
         team,
         other_team,
         env,
@@ -103,7 +107,7 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
     let own_source = format!("ocirepository/{ns}");
     let other_url = str_at(other, "/spec/url");
     let other_pin = str_at(other, "/spec/ref/digest");
-    let team_source_ref = format!("gitrepository/team-{team}");
+    let team_source = format!("ocirepository/tenants-{team}");
     let other_tenants = format!("flux/tenants/{env}/{other_team}");
     let mut attacks = Vec::new();
     for who in [developer, tenant] {
@@ -137,29 +141,37 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
             apply(
                 who,
                 &format!(
-                    "creates a Kustomization (serviceAccountName flux-reconciler) on {FLUX_NAMESPACE}/team-{other_team}"
+                    "creates a Kustomization (serviceAccountName flux-reconciler) on {FLUX_NAMESPACE}/tenants-{other_team}"
                 ),
-                tenant_kustomization(ns, &format!("team-{other_team}"), &other_tenants),
+                tenant_kustomization(
+                    ns,
+                    ("OCIRepository", &format!("tenants-{other_team}")),
+                    "",
+                ),
             ),
             apply(
                 who,
                 &format!(
                     "creates a Kustomization (serviceAccountName flux-reconciler) on {FLUX_NAMESPACE}/{FLUX_NAMESPACE}"
                 ),
-                tenant_kustomization(ns, FLUX_NAMESPACE, &format!("flux/clusters/{env}")),
+                tenant_kustomization(
+                    ns,
+                    ("GitRepository", FLUX_NAMESPACE),
+                    &format!("flux/clusters/{env}"),
+                ),
             ),
-            // 3. Its team's source in flux-system: widened, deleted.
+            // 3. Its team's artifact in flux-system: re-pinned, deleted.
             patch(
                 who,
-                &format!("widens {FLUX_NAMESPACE}/team-{team}'s sparseCheckout to flux"),
-                &team_source_ref,
+                &format!("re-pins {FLUX_NAMESPACE}/tenants-{team} to {other_pin}"),
+                &team_source,
                 FLUX_NAMESPACE,
-                json!({"spec": {"sparseCheckout": ["flux"]}}),
+                json!({"spec": {"ref": {"digest": other_pin}}}),
             ),
             run(
                 who,
-                &format!("deletes {FLUX_NAMESPACE}/team-{team}"),
-                &["delete", &team_source_ref, "-n", FLUX_NAMESPACE],
+                &format!("deletes {FLUX_NAMESPACE}/tenants-{team}"),
+                &["delete", &team_source, "-n", FLUX_NAMESPACE],
             ),
             // 4. A source of its own: on another service's artifact, or on the platform
             // repository checking out another team's tenants.
@@ -175,7 +187,7 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
                 &format!("creates a GitRepository checking out {other_tenants}"),
                 json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
                 "metadata": {"name": "e2e-attack", "namespace": ns}, "spec": {"interval": "1m",
-                "url": str_at(team_source, "/spec/url"), "ref": team_source["spec"]["ref"].clone(),
+                "url": str_at(bootstrap, "/spec/url"), "ref": bootstrap["spec"]["ref"].clone(),
                 "sparseCheckout": [other_tenants]}}),
             ),
         ]);
@@ -249,7 +261,7 @@ pub(super) fn editor_attacks(ns: &str, sources: &Sources) -> Vec<Attack> {
         json!({"kind": "OCIRepository", "spec": {"interval": "1m", "url": other_url,
             "ref": {"digest": other_pin}}}),
         json!({"kind": "GitRepository", "spec": {"interval": "1m",
-            "url": str_at(&sources.team_source, "/spec/url"), "ref": {"branch": "main"}}}),
+            "url": str_at(&sources.bootstrap, "/spec/url"), "ref": {"branch": "main"}}}),
         json!({"kind": "Bucket", "spec": {"interval": "1m", "bucketName": "anything",
             "endpoint": "s3.example.com"}}),
         json!({"kind": "HelmRepository", "spec": {"interval": "1m",
@@ -274,11 +286,11 @@ pub(super) fn editor_attacks(ns: &str, sources: &Sources) -> Vec<Attack> {
 }
 
 /// A Kustomization in `ns` as the policy wants it (its Flux account, into `ns`) but for the source:
-/// `flux-system/<source>`.
-fn tenant_kustomization(ns: &str, source: &str, path: &str) -> Value {
+/// `flux-system/<source>` (`(kind, name)`).
+fn tenant_kustomization(ns: &str, source: (&str, &str), path: &str) -> Value {
     json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
     "metadata": {"name": "e2e-attack", "namespace": ns}, "spec": {"interval": "10m", "prune": false,
     "path": format!("./{path}"), "serviceAccountName": infra::render::TENANT_RECONCILER,
-    "targetNamespace": ns, "sourceRef": {"kind": "GitRepository", "name": source,
+    "targetNamespace": ns, "sourceRef": {"kind": source.0, "name": source.1,
     "namespace": FLUX_NAMESPACE}}})
 }
