@@ -112,14 +112,12 @@ impl Pulls {
             if !ok || !path.starts_with("/v2/") {
                 continue;
             }
-            match (
-                method,
-                path.contains("/manifests/"),
-                path.contains("/blobs/sha256:"),
-            ) {
-                ("HEAD", true, _) => pulls.manifest_heads += 1,
-                ("GET", true, _) => pulls.manifest_gets += 1,
-                ("GET", _, true) => {
+            // `/v2/<name>/manifests/<reference>` or `/v2/<name>/blobs/<digest>`: the kind is the
+            // segment before the last (a repository name may hold `manifests` or `blobs` too).
+            match (method, path.rsplit('/').nth(1).unwrap_or("")) {
+                ("HEAD", "manifests") => pulls.manifest_heads += 1,
+                ("GET", "manifests") => pulls.manifest_gets += 1,
+                ("GET", "blobs") => {
                     pulls.blob_gets += 1;
                     pulls.blob_bytes += bytes;
                 }
@@ -234,6 +232,7 @@ mod tests {
 127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "HEAD /v2/m/shop/manifests/production HTTP/1.1" 200 512 "" "flux"
 127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/m/shop/manifests/sha256:ab HTTP/1.1" 200 512 "" "flux"
 127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/m/shop/blobs/sha256:cd HTTP/1.1" 200 1400 "" "flux"
+127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/bench/manifests/teams/t/blobs/sha256:ab HTTP/1.1" 200 600 "" "flux"
 127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "GET /v2/m/shop/blobs/sha256:ef HTTP/1.1" 307 0 "" "flux"
 127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "HEAD /v2/m/other/manifests/production HTTP/1.1" 404 0 "" "flux"
 127.0.0.1 - - [07/Dec/2026:03:40:15 +0000] "PUT /v2/m/shop/manifests/production HTTP/1.1" 201 0 "" "skopeo/1.9.3"
@@ -245,8 +244,8 @@ mod tests {
             Pulls {
                 manifest_heads: 1,
                 manifest_gets: 1,
-                blob_gets: 1,
-                blob_bytes: 1400,
+                blob_gets: 2,
+                blob_bytes: 2000,
             }
         );
         assert_eq!(pulls.since(pulls), Pulls::default());

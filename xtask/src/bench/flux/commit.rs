@@ -39,11 +39,14 @@ impl Run<'_> {
         change: &Change<'_>,
         poll: Duration,
     ) -> anyhow::Result<CommitFigures> {
+        // A service's source lives in the service's namespace (the teams' in flux-system).
         let service = change
             .tree
             .of_kind("OCIRepository")
-            .first()
-            .map(|o| str_at(o, "/metadata/namespace").to_owned())
+            .into_iter()
+            .map(|o| str_at(o, "/metadata/namespace"))
+            .find(|ns| *ns != crate::e2e::flux::FLUX_NAMESPACE)
+            .map(str::to_owned)
             .context("the tree has no service")?;
         let scaled = change.spec.scale(&service, 1)?;
         change.spec.render(sh)?;
