@@ -67,7 +67,7 @@ pub fn build(dir: &str, files: &[(&str, &[u8])]) -> Result<Built, Error> {
     let tar = tar.into_inner().map_err(fail)?;
     let mut gzip = flate2::GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
+        .write(Vec::new(), flate2::Compression::fast());
     gzip.write_all(&tar).map_err(fail)?;
     let layer = gzip.finish().map_err(fail)?;
     let config = b"{}".to_vec();

@@ -301,13 +301,17 @@ mod tests {
                 checked += 1;
             }
         }
-        // Per environment: the bootstrap source, its Kustomization and `infrastructure`, two
-        // sources and two Kustomizations per team with services, each service's source and
-        // Kustomization.
+        // Per environment: the bootstrap source, its Kustomization and `infrastructure`, a
+        // Kustomization per bucket of teams, two sources and two Kustomizations per team with
+        // services, each service's source and Kustomization.
         let spec = testing::spec();
         let teams: std::collections::BTreeSet<&str> =
             spec.services.iter().map(|s| s.team.as_str()).collect();
-        let per_environment = 3 + 4 * teams.len() + 2 * spec.services.len();
+        let buckets: std::collections::BTreeSet<String> = teams
+            .iter()
+            .map(|t| crate::render::layout::team_bucket(t))
+            .collect();
+        let per_environment = 3 + buckets.len() + 4 * teams.len() + 2 * spec.services.len();
         assert_eq!(
             checked,
             testing::spec().environments.len() * per_environment

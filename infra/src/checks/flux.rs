@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_kustomization_waiting_on_kustomizations_is_reported() {
-        let file = "flux/clusters/production/teams/invoicing.yaml";
+        let file = &crate::render::layout::team_file("production", "invoicing");
         let found = broken(
             file,
             "Kustomization",

@@ -1,8 +1,12 @@
 //! What each cluster gets before any team: the bootstrap sync (`flux-system`), `infrastructure`,
-//! the tenants' ClusterRole, the Flux install's settings as a kustomize component (the lockdown
-//! flags, the workers), and the helpers the team files share ([`platform_kustomization`]).
+//! a Kustomization `teams-<bucket>` for each directory of teams' files, the tenants' ClusterRole,
+//! the Flux install's settings as a kustomize component (the lockdown flags, the workers), and the
+//! helpers the team files share ([`platform_kustomization`]).
 
-use super::layout::{cluster_dir, environment_roots, infrastructure_dir, lockdown_dir};
+use super::layout::{
+    cluster_dir, environment_roots, infrastructure_dir, lockdown_dir, team_bucket, teams_dir,
+    teams_root_dir,
+};
 use super::{FLUX_NAMESPACE, PLATFORM_RECONCILER, sources, tenant};
 use crate::Error;
 use crate::flux::{
@@ -75,13 +79,27 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
     }
     let cluster = cluster_dir(env);
     let infrastructure = infrastructure_dir(env);
+    // The teams' buckets that hold a team with services: each a root of the bootstrap source,
+    // applied by its own Kustomization (see `layout::team_bucket`).
+    let buckets: std::collections::BTreeSet<String> = spec
+        .teams
+        .iter()
+        .filter(|team| spec.services.iter().any(|s| s.team == team.name))
+        .map(|team| team_bucket(&team.name))
+        .collect();
+    let bucket_dirs: Vec<String> = buckets.iter().map(|b| teams_dir(env, b)).collect();
     // What `flux bootstrap` writes, minus gotk-components.yaml (Flux is installed separately):
     // the repository and the Kustomization that reconciles this directory. The bootstrap source
-    // holds this cluster's directory and its infrastructure, nothing of the teams' (their
-    // directories are artifacts, pinned in `teams/<team>.yaml`) or the other environments'.
+    // holds this cluster's directory, its infrastructure and its teams' files, nothing of the
+    // teams' directories (artifacts, pinned in the teams' files) or the other environments'.
+    let teams_root = teams_root_dir(env);
+    let mut checked_out = vec![cluster.as_str(), infrastructure.as_str()];
+    if !buckets.is_empty() {
+        checked_out.push(&teams_root);
+    }
     let source = GitRepository::with_metadata(
         flux_meta(spec, FLUX_NAMESPACE),
-        sources::platform_source(spec, &[&cluster, &infrastructure]),
+        sources::platform_source(spec, &checked_out),
     );
     let git = ("GitRepository", FLUX_NAMESPACE);
     // The sync does not wait: its children are Kustomizations with their own health.
@@ -106,6 +124,25 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
         &format!("{cluster}/infrastructure.yaml"),
         vec![Object::new(&infra)?],
     )?;
+    // Each bucket's Kustomization applies the teams' Kustomizations and does not wait for them
+    // (a Kustomization waiting on Kustomizations holds a worker they need).
+    if !buckets.is_empty() {
+        let mut teams = Vec::new();
+        for (bucket, dir) in buckets.iter().zip(&bucket_dirs) {
+            tree.add_root(dir);
+            let name = format!("teams-{bucket}");
+            teams.push(Object::new(&platform_kustomization(
+                spec,
+                &name,
+                git,
+                dir,
+                false,
+                "5m",
+                &[],
+            ))?);
+        }
+        tree.add_objects(env, &format!("{cluster}/teams.yaml"), teams)?;
+    }
     tree.add_objects(
         env,
         &format!("{infrastructure}/tenant-role.yaml"),
@@ -181,7 +218,7 @@ mod tests {
             "Kustomization",
             "flux-system",
             "namespaces-invoicing",
-            "clusters/production/teams/invoicing.yaml",
+            &crate::render::layout::team_file("production", "invoicing"),
         );
         // A team's Kustomizations read the artifacts of its two directories, pinned in its file;
         // the bootstrap source holds the cluster's directory and its infrastructure.
@@ -196,7 +233,7 @@ mod tests {
             "OCIRepository",
             "flux-system",
             "namespaces-invoicing",
-            "clusters/production/teams/invoicing.yaml",
+            &crate::render::layout::team_file("production", "invoicing"),
         );
         assert_eq!(
             team_source["metadata"]["annotations"]["billing-platform/artifact-directory"],
@@ -213,10 +250,14 @@ mod tests {
             "flux-system",
             "clusters/production/flux-system.yaml",
         );
-        // The clone checks out those directories alone.
+        // The clone checks out those directories alone, and the teams' files.
         assert_eq!(
             bootstrap["spec"]["sparseCheckout"],
-            serde_json::json!(["flux/clusters/production", "flux/infrastructure/production"])
+            serde_json::json!([
+                "flux/clusters/production",
+                "flux/infrastructure/production",
+                "flux/teams/production"
+            ])
         );
         let ignore = bootstrap["spec"]["ignore"].as_str().expect("ignore");
         assert!(ignore.contains("!/flux/clusters/production/\n"), "{ignore}");
@@ -233,7 +274,7 @@ mod tests {
             "Kustomization",
             "flux-system",
             "tenants-invoicing",
-            "clusters/production/teams/invoicing.yaml",
+            &crate::render::layout::team_file("production", "invoicing"),
         );
         assert_eq!(tenants["spec"]["path"], "./");
         assert_eq!(tenants["spec"]["sourceRef"]["name"], "tenants-invoicing");

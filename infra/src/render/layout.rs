@@ -1,19 +1,21 @@
 //! Where everything lands in `flux/`: one function per directory, so a path is written once; and
-//! where each service's manifests are published as an OCI artifact ([`artifact`]).
+//! which directories are published as OCI artifacts ([`artifacts`]).
 //!
 //! Per environment `<env>`:
 //! - `flux/clusters/<env>/`: the entry point a cluster is bootstrapped with;
 //! - `flux/infrastructure/<env>/`: what is cluster-wide: the tenants' ClusterRole and the policy
 //!   bundle (under `policies/`);
+//! - `flux/teams/<env>/<bucket>/<team>.yaml`: each team's sources and Kustomizations, the teams
+//!   spread over [`TEAM_BUCKETS`] directories;
 //! - `flux/namespaces/<env>/<team>/`: the team's Namespaces and each namespace's platform settings
 //!   (under `<service>/`), applied before anything of the team's tenants;
 //! - `flux/tenants/<env>/<team>/<service>/`: each service's Flux tenant, developer RBAC and sync;
 //! - `flux/apps/<service>/<env>/`: each service's workload.
 //!
-//! The cluster and infrastructure directories, each team's namespaces and tenants directories and
-//! every app directory are *roots*: directories Flux points at, each given a derived
+//! The cluster, infrastructure and teams' directories, each team's namespaces and tenants
+//! directories and every app directory are *roots*: directories Flux points at, each given a derived
 //! `kustomization.yaml` by the [`crate::Tree`]. Nothing that grows with the number of services
-//! shares one root beyond a team's: kustomize's build time grows with the square of a
+//! shares one root beyond a team's or a bucket of teams': kustomize's build time grows with the square of a
 //! directory's objects (4,000 objects take ~25 s here), so one directory of every tenant would
 //! take minutes at 1,000 services, in `verify` and in Flux's kustomize-controller alike.
 
@@ -24,7 +26,7 @@ use crate::spec::{Service, Spec};
 /// digest the tree pins in `pinned_in`. Every directory Flux points at but the cluster's entry
 /// point and its infrastructure (which the bootstrap GitRepository holds) is one: each service's
 /// app directory (pinned in its tenant's `sync.yaml`) and each team's namespaces and tenants
-/// directories (pinned in the cluster's `teams/<team>.yaml`). A commit thus reaches a cluster as
+/// directories (pinned in the team's file). A commit thus reaches a cluster as
 /// one clone of the bootstrap source plus one pull for each directory it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Artifact {
@@ -102,9 +104,36 @@ pub fn artifacts(spec: &Spec) -> Vec<Artifact> {
     out
 }
 
-/// The cluster's file of `team`: the sources and Kustomizations of its two directories.
+/// How many directories the teams' files are spread over (see [`team_bucket`]).
+pub const TEAM_BUCKETS: u8 = 16;
+
+/// The bucket of `team` (`00` to `0f`): from a hash of its name, so it never changes as teams
+/// come and go (moving a team's file to another directory would have one Kustomization prune what
+/// another applies). Buckets keep every directory Flux builds small: kustomize's build time grows
+/// with the square of a directory's objects, and one directory of every team's four objects
+/// took ~24 s to build at 1,000 teams, in `verify` and in kustomize-controller on every commit.
+pub fn team_bucket(team: &str) -> String {
+    let digest = crate::artifact::sha256(team.as_bytes());
+    let first = u8::from_str_radix(&digest["sha256:".len().."sha256:".len() + 2], 16)
+        .expect("a sha256 digest is hex");
+    format!("{:02x}", first % TEAM_BUCKETS)
+}
+
+/// Every bucket's directory of `env` (what the bootstrap source checks out of them).
+pub fn teams_root_dir(env: &str) -> String {
+    format!("flux/teams/{env}")
+}
+
+/// The directory of the teams' files of `bucket` in `env`, applied by the Kustomization
+/// `teams-<bucket>` of the cluster's entry point, from the bootstrap source.
+pub fn teams_dir(env: &str, bucket: &str) -> String {
+    format!("{}/{bucket}", teams_root_dir(env))
+}
+
+/// The file of `team` in `env`: the sources (pinned artifacts) and Kustomizations of its two
+/// directories, in its bucket's directory.
 pub fn team_file(env: &str, team: &str) -> String {
-    format!("{}/teams/{team}.yaml", cluster_dir(env))
+    format!("{}/{team}.yaml", teams_dir(env, &team_bucket(team)))
 }
 
 /// The directory Flux applies a service's workload from.

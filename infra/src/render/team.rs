@@ -1,6 +1,7 @@
 //! One team in one environment: its two directories (`namespaces/<env>/<team>/` with its
 //! Namespaces and each namespace's settings, `tenants/<env>/<team>/` with each service's tenant),
-//! its services' files, and the cluster's `teams/<team>.yaml`: an OCIRepository per directory,
+//! its services' files, and the team's file `flux/teams/<env>/<bucket>/<team>.yaml`: an
+//! OCIRepository per directory,
 //! pinned to the digest of its artifact, and the Kustomizations `namespaces-<team>` then
 //! `tenants-<team>` that apply them.
 //!

@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(tenants.dir, "flux/tenants/staging/invoicing");
         assert_eq!(
             tenants.pinned_in,
-            "flux/clusters/staging/teams/invoicing.yaml"
+            crate::render::layout::team_file("staging", "invoicing")
         );
         assert_eq!(artifact.dir, "flux/apps/antaeus/staging");
     }

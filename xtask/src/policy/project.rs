@@ -92,13 +92,13 @@ pub(super) fn is_inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
 }
 
 /// The environment a file of the tree is for, from its path: `flux/clusters/<env>/…`,
-/// `flux/infrastructure/<env>/…`, `flux/namespaces/<env>/…`, `flux/tenants/<env>/…`,
-/// `flux/apps/<service>/<env>/…`.
+/// `flux/infrastructure/<env>/…`, `flux/teams/<env>/…`, `flux/namespaces/<env>/…`,
+/// `flux/tenants/<env>/…`, `flux/apps/<service>/<env>/…`.
 fn environment_of(file: &str) -> Option<String> {
     let parts: Vec<&str> = file.strip_prefix("flux/")?.split('/').collect();
     let env = match *parts.first()? {
         "apps" => parts.get(2)?,
-        "clusters" | "infrastructure" | "namespaces" | "tenants" => parts.get(1)?,
+        "clusters" | "infrastructure" | "teams" | "namespaces" | "tenants" => parts.get(1)?,
         _ => return None,
     };
     (!env.ends_with(".yaml")).then(|| (*env).to_owned())
