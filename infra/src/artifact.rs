@@ -1,13 +1,14 @@
 //! A generated directory as a Flux OCI artifact, the same to the byte from any clone: its files
 //! at the artifact's root in one tar.gz layer of Flux's content media type, an empty config of
 //! Flux's config media type (what `flux push artifact` writes and source-controller extracts),
-//! and a manifest whose digest the tree pins in the tenant's OCIRepository (`spec.ref.digest`).
+//! and a manifest whose digest the tree pins in the OCIRepository that pulls it (`spec.ref.digest`,
+//! in the tenant's `sync.yaml` or the team's file).
 //! `cargo xtask gen` computes the digest from the files it renders, `cargo xtask publish` builds
 //! the same bytes from the files on disk and pushes them: one format, one owner.
 //!
 //! The bytes are a function of the directory's name and its files' names and bytes only: tar
 //! entries sorted by name in plain ustar headers (mode 0644, owner 0, mtime 0, no user or group
-//! names), gzip without file name or time at the best level of the locked `flate2` (a `cargo
+//! names), gzip without file name or time at the fast level of the locked `flate2` (a `cargo
 //! update` of flate2 or miniz_oxide may change the compressed bytes and so every pin: the
 //! freshness test then asks for `cargo xtask gen`), JSON with sorted keys and no whitespace. No
 //! commit, time or repository URL: a commit that leaves a directory alone pins the same digest,

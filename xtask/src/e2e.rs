@@ -71,7 +71,7 @@ pub struct E2e {
     inside_namespace: Option<PathBuf>,
 }
 
-/// Where the run publishes the tenants' artifacts, below its registry (as `[platform.artifacts]`
+/// Where the run publishes the tree's artifacts, below its registry (as `[platform.artifacts]`
 /// names it below the real one).
 const ARTIFACT_REPOSITORY: &str = "billing-platform/manifests";
 
@@ -189,7 +189,7 @@ impl E2e {
         let pushed = image
             .as_ref()
             .map_err(|err| anyhow::anyhow!("{err:#}"))
-            .context("the tenants' artifacts and the real node need the run's registry")?;
+            .context("the tree's artifacts and the real node need the run's registry")?;
         let registry = pushed.registry;
         let artifact_repository = format!("{registry}/{ARTIFACT_REPOSITORY}");
         let work = dir.join("git").join("work");

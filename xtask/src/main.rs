@@ -39,7 +39,7 @@ enum Command {
     Dist(dist::Dist),
     /// Build the provider's OCI image in Rust, reproducibly; push, pin or check it.
     Image(image::Image),
-    /// Push each service's manifests as the OCI artifact its tenant's Flux source follows.
+    /// Push every directory Flux reads as the OCI artifact the tree pins by digest.
     Publish(publish::Publish),
     /// Benchmarks that print figures (never pass/fail on time).
     Bench(bench::Bench),
@@ -47,7 +47,8 @@ enum Command {
     Crds(crds::Crds),
     /// End to end on a real control plane built from Go modules, with Flux reconciling `flux/`.
     E2e(e2e::E2e),
-    /// The whole CI gate: fmt, clippy, tests, verify (what `.ci/run` calls).
+    /// The whole CI gate: fmt, clippy, tests, verify, crds, checkov, dist, image, e2e (what `.ci/run`
+    /// calls).
     Ci(ci::Ci),
 }
 

@@ -108,8 +108,7 @@ impl Publish {
     }
 }
 
-/// Builds the artifact of every service in `envs` (every environment when empty) from the
-/// files under `root`.
+/// Builds every artifact of `envs` (every environment when empty) from the files under `root`.
 pub fn build_all(spec: &infra::Spec, root: &Path, envs: &[String]) -> anyhow::Result<Vec<Built>> {
     for env in envs {
         if !spec.environments.iter().any(|e| &e.name == env) {

@@ -24,10 +24,10 @@ use crate::spec::{Service, Spec};
 /// A generated directory as an OCI artifact ([`crate::artifact`]): its files at the artifact's
 /// root, pushed by `cargo xtask publish` to `repository` and pulled by an OCIRepository by the
 /// digest the tree pins in `pinned_in`. Every directory Flux points at but the cluster's entry
-/// point and its infrastructure (which the bootstrap GitRepository holds) is one: each service's
-/// app directory (pinned in its tenant's `sync.yaml`) and each team's namespaces and tenants
-/// directories (pinned in the team's file). A commit thus reaches a cluster as
-/// one clone of the bootstrap source plus one pull for each directory it changed.
+/// point, its infrastructure and the teams' files (which the bootstrap GitRepository holds) is
+/// one: each service's app directory (pinned in its tenant's `sync.yaml`) and each team's
+/// namespaces and tenants directories (pinned in the team's file). A commit thus reaches a cluster
+/// as one clone of the bootstrap source plus one pull for each directory it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Artifact {
     pub env: String,

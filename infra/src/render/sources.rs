@@ -1,6 +1,7 @@
 //! The tree's Flux sources: the bootstrap GitRepository `flux-system`, holding only the cluster's
-//! entry point and infrastructure, and an OCIRepository for every other directory Flux applies
-//! (each team's two, each service's app directory), pinned to the digest of its artifact.
+//! entry point, its infrastructure and the teams' files, and an OCIRepository for every other
+//! directory Flux applies (each team's two, each service's app directory), pinned to the digest
+//! of its artifact.
 
 use std::collections::BTreeMap;
 

@@ -17,7 +17,8 @@ use crate::meta;
 use crate::spec::{self, Spec, rules};
 use crate::tree::Object;
 
-/// The service's namespace, with its Pod Security level (it lands in the infrastructure layer).
+/// The service's namespace, with its Pod Security level (it lands in its team's namespaces
+/// directory).
 pub(super) fn namespace(spec: &Spec, service: &spec::Service) -> Namespace {
     let mut labels = labels(spec, service);
     // Pod Security Admission as a backstop to the policy bundle: `restricted` unless the service

@@ -38,14 +38,15 @@ pub struct Platform {
     pub owner: String,
     /// The git repository Flux reconciles this tree from.
     pub git: Git,
-    /// Where each service's manifests are published as OCI artifacts (default below).
+    /// Where the tree's directories are published as OCI artifacts (default below).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<Artifacts>,
 }
 
 impl Platform {
-    /// The OCI repository each service's artifact lives under: `[platform.artifacts] repository`,
-    /// or `<registry>/manifests` when the spec does not say.
+    /// The OCI repository the artifacts live under (`<service>` for an app directory,
+    /// `teams/<team>/…` for a team's): `[platform.artifacts] repository`, or
+    /// `<registry>/manifests` when the spec does not say.
     pub fn artifact_repository(&self) -> String {
         match &self.artifacts {
             Some(artifacts) => artifacts.repository.clone(),
@@ -54,8 +55,9 @@ impl Platform {
     }
 }
 
-/// Where `cargo xtask publish` pushes each service's manifests (`<repository>/<service>`) and its
-/// tenant's OCIRepository pulls them from, by the digest the tree pins.
+/// Where `cargo xtask publish` pushes the tree's artifacts (`<repository>/<service>`,
+/// `<repository>/teams/<team>/namespaces|tenants`) and the OCIRepositories pull them from, by the
+/// digest the tree pins.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artifacts {

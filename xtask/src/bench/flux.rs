@@ -1,7 +1,7 @@
 //! `cargo xtask bench flux`: Flux at scale on the e2e's control plane. For each size, a synthetic
 //! spec (`bench gen`'s writer, 10 services a team) with its `[platform.git] url` pointed at the
 //! e2e's loopback git server and its `[platform.artifacts] repository` at the e2e's registry is
-//! rendered by `gen`, committed and served, and each service's artifact published (as `cargo
+//! rendered by `gen`, committed and served, and every artifact it pins published (as `cargo
 //! xtask publish` does, with skopeo); the e2e's control plane
 //! (etcd, kube-apiserver, controller-manager, scheduler, kwok) starts without the real node, so
 //! kwok's fake node takes every pod and reports it Running and Ready; the e2e's Flux install

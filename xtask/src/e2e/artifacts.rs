@@ -1,5 +1,5 @@
-//! The served tree's OCI artifacts: each tenant's OCIRepository pins an artifact by digest on the
-//! run's registry, and this step publishes there the tree directory each one names (its
+//! The served tree's OCI artifacts: every OCIRepository (each team's two, each tenant's) pins an
+//! artifact by digest on the run's registry, and this step publishes there the tree directory each one names (its
 //! `billing-platform/artifact-directory`), from the work tree, with `cargo xtask publish`'s own
 //! builder and pusher (skopeo), after checking it builds exactly the pinned digest. What it
 //! returns says which revision each Kustomization must reach: the commit for a git source, the

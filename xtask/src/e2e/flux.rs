@@ -1,6 +1,7 @@
 //! Flux on the control plane: CRDs and controller RBAC from the controllers' own module `config/`
 //! folders, source-controller and kustomize-controller as processes (kustomize-controller with the
-//! multi-tenancy lockdown flags), the bootstrap of one environment, and Ready waits with a timeline.
+//! flags of the tree's component: the multi-tenancy lockdown and its workers), the bootstrap of one
+//! environment, and Ready waits with a timeline.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use super::tree::{self, FluxKustomization, Tree, str_at};
 pub const FLUX_NAMESPACE: &str = "flux-system";
 const CONTROLLERS: [&str; 2] = ["source-controller", "kustomize-controller"];
 
-/// kustomize-controller as started: its pid and the lockdown flags the tree gave it.
+/// kustomize-controller as started: its pid and the flags the tree's component gave it.
 pub struct Controller {
     pub pid: u32,
     pub lockdown: Vec<String>,

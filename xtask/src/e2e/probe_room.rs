@@ -48,8 +48,8 @@ fn merge_patch(sh: &Shell, cluster: &Cluster, target: &[&str], patch: &str) -> a
 }
 
 /// The platform Kustomizations that apply the bindings and the quotas: every one the tree puts
-/// in Flux's namespace (`infrastructure`, each team's `namespaces-<team>` and `tenants-<team>`)
-/// but the bootstrap sync.
+/// in Flux's namespace (`infrastructure`, each `teams-<bucket>`, each team's `namespaces-<team>`
+/// and `tenants-<team>`) but the bootstrap sync.
 fn platform_layers(sh: &Shell, cluster: &Cluster) -> anyhow::Result<Vec<String>> {
     let listed = cluster.kubectl_read(
         sh,

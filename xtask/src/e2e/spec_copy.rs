@@ -47,7 +47,7 @@ impl SpecCopy {
         self.edit(&file, |text| with_git_url(text, &file, url))
     }
 
-    /// Points `[platform.artifacts] repository` (every tenant's OCIRepository) at `repository`.
+    /// Points `[platform.artifacts] repository` (every OCIRepository of the tree) at `repository`.
     pub fn set_artifact_repository(&self, repository: &str) -> anyhow::Result<()> {
         let file = format!("{SPEC_DIR}/platform.toml");
         self.edit(&file, |text| {
