@@ -69,7 +69,18 @@ pub fn render_into(spec: &Spec, mut tree: Tree) -> Result<Tree, Error> {
     let bundle = policies::Bundle::builtin().map_err(Error::Policy)?;
     let exemptions = spec.exemptions();
     // Each team renders its own services: a service of no declared team would be left out.
-    if let Some(service) = spec.services.iter().find(|s| spec.team(&s.team).is_none()) {
+    let teams = spec.services_by_team();
+    if teams
+        .iter()
+        .map(|(_, services)| services.len())
+        .sum::<usize>()
+        != spec.services.len()
+    {
+        let service = spec
+            .services
+            .iter()
+            .find(|s| spec.team(&s.team).is_none())
+            .expect("a service is in no team's group");
         return Err(Error::Reference(format!(
             "service `{}` names team `{}`, which is not declared",
             service.name, service.team
@@ -77,16 +88,9 @@ pub fn render_into(spec: &Spec, mut tree: Tree) -> Result<Tree, Error> {
     }
     let callees = services::callees(spec);
     for env in &spec.environments {
-        cluster::render(spec, &env.name, &mut tree)?;
-        for team in &spec.teams {
-            let services: Vec<&spec::Service> = spec
-                .services
-                .iter()
-                .filter(|service| service.team == team.name)
-                .collect();
-            if !services.is_empty() {
-                team::render(spec, &env.name, &team.name, &services, &callees, &mut tree)?;
-            }
+        cluster::render(spec, &env.name, &teams, &mut tree)?;
+        for (team, services) in &teams {
+            team::render(spec, &env.name, &team.name, services, &callees, &mut tree)?;
         }
         admission::render(spec, &env.name, bundle, &exemptions, &mut tree)?;
     }

@@ -362,8 +362,11 @@ impl E2e {
             result: tenancy::run(
                 sh,
                 &cluster,
-                &tree,
-                &repo,
+                &tenancy::Served {
+                    tree: &tree,
+                    repo: &repo,
+                    published: &published,
+                },
                 spec.as_ref(),
                 &mut procs,
                 timeout,

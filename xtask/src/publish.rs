@@ -56,7 +56,7 @@ impl Publish {
         let stale: Vec<String> = built
             .iter()
             .filter_map(|b| match pinned(&root, &b.artifact) {
-                Ok(pin) if pin.digest == b.manifest_digest && pin.url == b.artifact.url() => None,
+                Ok(pin) if pin.digest == b.oci.digest && pin.url == b.artifact.url() => None,
                 Ok(pin) if pin.url != b.artifact.url() => Some(format!(
                     "{}: the tree pulls {} from {}, but the spec publishes it to {}: flux/ was not rendered from this spec; run `cargo xtask gen` (or give publish the tree's --spec)",
                     pin.file,
@@ -66,7 +66,7 @@ impl Publish {
                 )),
                 Ok(pin) => Some(format!(
                     "{}: the tree pins {}, but {} builds {}: flux/ is stale or was edited by hand; run `cargo xtask gen`",
-                    pin.file, pin.digest, b.artifact.dir, b.manifest_digest
+                    pin.file, pin.digest, b.artifact.dir, b.oci.digest
                 )),
                 Err(err) => Some(format!("{err:#}")),
             })
@@ -84,7 +84,7 @@ impl Publish {
         for b in &built {
             println!(
                 "  {}@{} ({} files from {})",
-                b.artifact.repository, b.manifest_digest, b.files, b.artifact.dir
+                b.artifact.repository, b.oci.digest, b.files, b.artifact.dir
             );
         }
         if self.dry_run {
@@ -177,16 +177,10 @@ pub fn write_layout(dir: &Path, built: &[Built]) -> anyhow::Result<()> {
     let manifests = built
         .iter()
         .map(|b| {
-            let manifest = &b
-                .blobs
-                .iter()
-                .find(|(digest, _)| *digest == b.manifest_digest)
-                .expect("a built artifact holds its manifest")
-                .1;
             let mut descriptor = oci::descriptor(
                 oci_spec::image::MediaType::ImageManifest,
-                &b.manifest_digest,
-                manifest.len(),
+                &b.oci.digest,
+                b.oci.manifest().len(),
             )?;
             descriptor.set_annotations(Some(
                 [(oci::REF_NAME.to_owned(), ref_name(b))]
@@ -205,7 +199,7 @@ pub fn write_layout(dir: &Path, built: &[Built]) -> anyhow::Result<()> {
     )?;
     let mut blobs: Vec<(String, Vec<u8>)> = built
         .iter()
-        .flat_map(|b| b.blobs.iter().cloned())
+        .flat_map(|b| b.oci.blobs.iter().cloned())
         .map(|(digest, bytes)| {
             let hex = digest
                 .strip_prefix("sha256:")
@@ -249,7 +243,7 @@ fn skopeo_args(layout: &Path, built: &Built, digest_file: &Path) -> Vec<String> 
     args.push(format!(
         "docker://{}:{}",
         built.artifact.repository,
-        infra::render::artifact_tag(&built.manifest_digest)
+        infra::render::artifact_tag(&built.oci.digest)
     ));
     args
 }
@@ -269,7 +263,7 @@ pub fn push_all(layout: &Path, built: &[Built], jobs: usize) -> anyhow::Result<(
                             .unwrap_or_else(|p| p.into_inner())
                             .push(format!(
                                 "{}@{}: {err:#}",
-                                b.artifact.repository, b.manifest_digest
+                                b.artifact.repository, b.oci.digest
                             ));
                     }
                 }
@@ -300,11 +294,11 @@ fn push_one(layout: &Path, built: &Built, scratch: &Path) -> anyhow::Result<()> 
         .context("skopeo copy failed")?;
     let stored = std::fs::read_to_string(&digest_file)
         .with_context(|| format!("skopeo wrote no digest to {}", digest_file.display()))?;
-    if stored.trim() != built.manifest_digest {
+    if stored.trim() != built.oci.digest {
         bail!(
             "the registry stored {} instead of {}",
             stored.trim(),
-            built.manifest_digest
+            built.oci.digest
         );
     }
     Ok(())
@@ -322,9 +316,11 @@ mod tests {
                 repository: repository.into(),
                 pinned_in: "flux/tenants/staging/shops/shop/sync.yaml".into(),
             },
-            manifest_digest: "sha256:00ff".into(),
             files: 1,
-            blobs: Vec::new(),
+            oci: infra::artifact::Built {
+                digest: "sha256:00ff".into(),
+                blobs: Vec::new(),
+            },
         }
     }
 
@@ -369,7 +365,7 @@ mod tests {
         // The committed tree pins exactly what publish builds from it.
         for b in &built {
             let pin = pinned(&crate::project_root(), &b.artifact).expect("pinned");
-            assert_eq!(pin.digest, b.manifest_digest, "{}", b.artifact.dir);
+            assert_eq!(pin.digest, b.oci.digest, "{}", b.artifact.dir);
             assert_eq!(pin.url, b.artifact.url(), "{}", b.artifact.dir);
         }
         let dir = tempfile::tempdir().expect("dir");

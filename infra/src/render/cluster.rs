@@ -14,7 +14,7 @@ use crate::flux::{
     PatchTarget, SourceRef,
 };
 use crate::meta;
-use crate::spec::Spec;
+use crate::spec::{Service, Spec, Team};
 use crate::tree::{Object, Tree};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -73,7 +73,13 @@ pub fn lockdown(services: usize) -> KustomizeComponent {
 
 /// The cluster layer of `env`: its roots, the bootstrap sync, `infrastructure`, the tenants'
 /// ClusterRole and the Flux install's component. Each team's part is [`super::team`]'s.
-pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Error> {
+/// `teams` are the teams with services ([`Spec::services_by_team`]).
+pub(super) fn render(
+    spec: &Spec,
+    env: &str,
+    teams: &[(&Team, Vec<&Service>)],
+    tree: &mut Tree,
+) -> Result<(), Error> {
     for dir in environment_roots(env) {
         tree.add_root(&dir);
     }
@@ -81,11 +87,9 @@ pub(super) fn render(spec: &Spec, env: &str, tree: &mut Tree) -> Result<(), Erro
     let infrastructure = infrastructure_dir(env);
     // The teams' buckets that hold a team with services: each a root of the bootstrap source,
     // applied by its own Kustomization (see `layout::team_bucket`).
-    let buckets: std::collections::BTreeSet<String> = spec
-        .teams
+    let buckets: std::collections::BTreeSet<String> = teams
         .iter()
-        .filter(|team| spec.services.iter().any(|s| s.team == team.name))
-        .map(|team| team_bucket(&team.name))
+        .map(|(team, _)| team_bucket(&team.name))
         .collect();
     let bucket_dirs: Vec<String> = buckets.iter().map(|b| teams_dir(env, b)).collect();
     // What `flux bootstrap` writes, minus gotk-components.yaml (Flux is installed separately):

@@ -90,10 +90,8 @@ pub fn team_artifacts(spec: &Spec, team: &str, env: &str) -> [Artifact; 2] {
 pub fn artifacts(spec: &Spec) -> Vec<Artifact> {
     let mut out = Vec::new();
     for env in &spec.environments {
-        for team in &spec.teams {
-            if spec.services.iter().any(|s| s.team == team.name) {
-                out.extend(team_artifacts(spec, &team.name, &env.name));
-            }
+        for (team, _) in spec.services_by_team() {
+            out.extend(team_artifacts(spec, &team.name, &env.name));
         }
         out.extend(
             spec.services

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use super::layout::{app_dir, settings_dir, tenant_dir};
-use super::{limits, network, tenant, workload};
+use super::{limits, network, sources, tenant, workload};
+use crate::Error;
 use crate::meta;
 use crate::spec::{self, Spec};
-use crate::tree::{Object, Tree, objects_text, root_kustomization};
-use crate::{Error, artifact};
+use crate::tree::{Object, Tree, objects_text};
 
 /// What a builder renders from: one service in one environment.
 pub(super) struct ServiceCtx<'a> {
@@ -192,21 +192,12 @@ fn service_files(ctx: &ServiceCtx<'_>) -> Result<ServiceFiles, Error> {
             objects,
         ));
     }
-    let kustomization = root_kustomization(
-        &app,
-        app_texts
-            .iter()
-            .map(|(file, _)| (*file).to_owned())
-            .collect(),
-    )?;
-    let artifact_files: Vec<(&str, &[u8])> = app_texts
+    let app_files: Vec<(&str, &[u8])> = app_texts
         .iter()
         .map(|(file, text)| (*file, text.as_bytes()))
-        .chain([("kustomization.yaml", kustomization.as_bytes())])
         .collect();
-    let built = artifact::build(&app, &artifact_files)?;
     let ctx = ServiceCtx {
-        app_digest: Some(built.digest),
+        app_digest: Some(sources::pin(&app, &app_files)?),
         ..*ctx
     };
     for (dir, file, build) in FILES.iter().filter(|(dir, ..)| !matches!(dir, Dir::App)) {

@@ -11,8 +11,25 @@ use super::layout::Artifact;
 use crate::flux::{
     GitRef, GitRepositorySpec, LayerSelector, OCIRepository, OCIRepositorySpec, OciRef, media_types,
 };
-use crate::meta;
 use crate::spec::Spec;
+use crate::tree::root_kustomization;
+use crate::{Error, artifact, meta};
+
+/// The digest of the artifact of the root `dir` holding `files` (`(name relative to dir,
+/// bytes)`) and the `kustomization.yaml` the tree derives for it: what the tree pins and `cargo
+/// xtask publish` builds from the same files on disk.
+pub(super) fn pin(dir: &str, files: &[(&str, &[u8])]) -> Result<String, Error> {
+    let kustomization = root_kustomization(
+        dir,
+        files.iter().map(|(name, _)| (*name).to_owned()).collect(),
+    )?;
+    let entries: Vec<(&str, &[u8])> = files
+        .iter()
+        .copied()
+        .chain([("kustomization.yaml", kustomization.as_bytes())])
+        .collect();
+    Ok(artifact::build(dir, &entries)?.digest)
+}
 
 /// The OCIRepository pulling `artifact` at `digest`, with `metadata` and the annotation naming
 /// the directory it holds. Pinned: source-controller asks the registry nothing until the tree

@@ -12,9 +12,9 @@ use super::cluster::{flux_meta, platform_kustomization};
 use super::layout::{Artifact, team_artifacts, team_file, team_roots};
 use super::services::{self, Callees};
 use super::{sources, tenant};
+use crate::Error;
 use crate::spec::{Service, Spec};
-use crate::tree::{Object, Tree, objects_text, root_kustomization};
-use crate::{Error, artifact};
+use crate::tree::{Object, Tree, objects_text};
 
 /// Renders `team` (whose services are `services`) in `env` into `tree`.
 pub(super) fn render(
@@ -41,7 +41,13 @@ pub(super) fn render(
     let namespaces_name = format!("namespaces-{team}");
     let tenants_name = format!("tenants-{team}");
     let source = |name: &str, artifact: &Artifact| -> Result<Object, Error> {
-        let digest = pin(artifact, &files)?;
+        // The directory is a root with no root inside it, and only the team's files land there.
+        let prefix = format!("{}/", artifact.dir);
+        let entries: Vec<(&str, &[u8])> = files
+            .iter()
+            .filter_map(|(path, text)| Some((path.strip_prefix(&prefix)?, text.as_bytes())))
+            .collect();
+        let digest = sources::pin(&artifact.dir, &entries)?;
         Object::new(&sources::artifact_source(
             flux_meta(spec, name),
             artifact,
@@ -83,23 +89,6 @@ pub(super) fn render(
             Object::new(&tenants_kustomization)?,
         ],
     )
-}
-
-/// The digest of `artifact`'s directory: the files of `files` under it and the
-/// `kustomization.yaml` the tree derives for it (no other file lands there, and it is a root with
-/// no root inside it).
-fn pin(artifact: &Artifact, files: &[(String, String)]) -> Result<String, Error> {
-    let prefix = format!("{}/", artifact.dir);
-    let mut entries: Vec<(&str, &[u8])> = files
-        .iter()
-        .filter_map(|(path, text)| Some((path.strip_prefix(&prefix)?, text.as_bytes())))
-        .collect();
-    let kustomization = root_kustomization(
-        &artifact.dir,
-        entries.iter().map(|(name, _)| (*name).to_owned()).collect(),
-    )?;
-    entries.push(("kustomization.yaml", kustomization.as_bytes()));
-    Ok(artifact::build(&artifact.dir, &entries)?.digest)
 }
 
 #[cfg(test)]

@@ -365,6 +365,20 @@ impl Spec {
         self.teams.iter().find(|t| t.name == name)
     }
 
+    /// Each declared team that has services, in declaration order, with its services in the
+    /// spec's order: what the tree renders per team. A service naming no declared team (which
+    /// validation refuses) is in no group.
+    pub fn services_by_team(&self) -> Vec<(&Team, Vec<&Service>)> {
+        let mut by_team: BTreeMap<&str, Vec<&Service>> = BTreeMap::new();
+        for service in &self.services {
+            by_team.entry(&service.team).or_default().push(service);
+        }
+        self.teams
+            .iter()
+            .filter_map(|team| Some((team, by_team.remove(team.name.as_str())?)))
+            .collect()
+    }
+
     /// The service called `name`.
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services

@@ -67,10 +67,10 @@ pub fn publish(sh: &Shell, repo: &Repo, tree: &Tree) -> anyhow::Result<Published
             let (artifact, pin) = artifact_of(repository)?;
             let built = publish::build(work, &artifact)?;
             anyhow::ensure!(
-                built.manifest_digest == pin,
+                built.oci.digest == pin,
                 "{} builds {}, but its OCIRepository pins {pin}: the served tree is stale or edited by hand",
                 artifact.dir,
-                built.manifest_digest
+                built.oci.digest
             );
             Ok(built)
         })
@@ -87,7 +87,7 @@ pub fn publish(sh: &Shell, repo: &Repo, tree: &Tree) -> anyhow::Result<Published
                         str_at(repository, "/metadata/namespace").to_owned(),
                         str_at(repository, "/metadata/name").to_owned(),
                     ),
-                    built.manifest_digest.clone(),
+                    built.oci.digest.clone(),
                 )
             })
             .collect(),
@@ -97,23 +97,20 @@ pub fn publish(sh: &Shell, repo: &Repo, tree: &Tree) -> anyhow::Result<Published
 /// The OCIRepositories of `tree` as the work tree under `work` holds them now: each directory that
 /// applies one built again.
 fn current_sources(sh: &Shell, work: &Path, tree: &Tree) -> anyhow::Result<Vec<Value>> {
-    let mut dirs = BTreeSet::new();
-    for repository in tree.of_kind("OCIRepository") {
-        let (namespace, name) = (
-            str_at(repository, "/metadata/namespace"),
-            str_at(repository, "/metadata/name"),
-        );
-        let applier = tree
-            .applied_by("OCIRepository", namespace, name)
-            .with_context(|| {
-                format!("no Kustomization applies OCIRepository {namespace}/{name}")
-            })?;
-        dirs.insert(applier.path.clone());
-    }
+    let dirs: BTreeSet<&str> = tree
+        .kustomizations
+        .iter()
+        .filter(|k| {
+            k.objects
+                .iter()
+                .any(|o| str_at(o, "/kind") == "OCIRepository")
+        })
+        .map(|k| k.path.as_str())
+        .collect();
     let mut out = Vec::new();
     for dir in dirs {
         out.extend(
-            tree::render(sh, &work.join(&dir))?
+            tree::render(sh, &work.join(dir))?
                 .into_iter()
                 .filter(|o| str_at(o, "/kind") == "OCIRepository"),
         );
@@ -124,37 +121,37 @@ fn current_sources(sh: &Shell, work: &Path, tree: &Tree) -> anyhow::Result<Vec<V
 /// Pins in the work tree the artifact `kustomization`'s directory builds now, as `gen` would
 /// after a change to the spec, for a change made by hand to that directory (the e2e's violation,
 /// as if a reviewer had let it through): the new pin changes the directory that holds it, which
-/// may be an artifact itself (a team's tenants), pinned in turn, up to the git source. Returns the
-/// new digest of `kustomization`'s artifact.
+/// may be an artifact itself (a team's tenants), pinned in turn, up to the git source.
 pub fn repin(
     sh: &Shell,
     repo: &Repo,
     tree: &Tree,
     kustomization: &FluxKustomization,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<()> {
     let (mut namespace, mut name) = (
         kustomization.namespace.clone(),
         kustomization.source.1.clone(),
     );
-    let mut first = None;
     for _ in 0..8 {
-        let repository = current_sources(sh, &repo.work, tree)?
-            .into_iter()
-            .find(|o| {
-                str_at(o, "/metadata/namespace") == namespace && str_at(o, "/metadata/name") == name
-            })
-            .with_context(|| format!("the tree has no OCIRepository {namespace}/{name}"))?;
-        let (artifact, old) = artifact_of(&repository)?;
-        let new = publish::build(&repo.work, &artifact)?.manifest_digest;
-        let first = first.get_or_insert_with(|| new.clone()).clone();
-        if new == old {
-            return Ok(first);
-        }
         let applier = tree
             .applied_by("OCIRepository", &namespace, &name)
             .with_context(|| {
                 format!("no Kustomization applies OCIRepository {namespace}/{name}")
             })?;
+        // The source as the work tree holds it now: its applier's directory built again.
+        let repository = tree::render(sh, &repo.work.join(&applier.path))?
+            .into_iter()
+            .find(|o| {
+                str_at(o, "/kind") == "OCIRepository"
+                    && str_at(o, "/metadata/namespace") == namespace
+                    && str_at(o, "/metadata/name") == name
+            })
+            .with_context(|| format!("{} has no OCIRepository {namespace}/{name}", applier.path))?;
+        let (artifact, old) = artifact_of(&repository)?;
+        let new = publish::build(&repo.work, &artifact)?.oci.digest;
+        if new == old {
+            return Ok(());
+        }
         replace_pin(&repo.work.join(&applier.path), &old, &new).with_context(|| {
             format!(
                 "re-pinning OCIRepository {namespace}/{name} under {}",
@@ -162,7 +159,7 @@ pub fn repin(
             )
         })?;
         if applier.source.0 != "OCIRepository" {
-            return Ok(first);
+            return Ok(());
         }
         (namespace, name) = (applier.namespace.clone(), applier.source.1.clone());
     }

@@ -58,6 +58,31 @@ pub(super) fn dry(who: &Who, what: &str, args: &[&str], by: &'static [&'static s
     )
 }
 
+/// `kubectl patch OBJECT -n NAMESPACE --type=merge -p CHANGE`, dry-run.
+pub(super) fn merge_patch(
+    who: &Who,
+    what: &str,
+    object: &str,
+    namespace: &str,
+    change: &Value,
+    by: &'static [&'static str],
+) -> Attack {
+    dry(
+        who,
+        what,
+        &[
+            "patch",
+            object,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            &change.to_string(),
+        ],
+        by,
+    )
+}
+
 /// `kubectl apply --server-side` of one object, dry-run, under a field manager of its own.
 pub(super) fn apply(who: &Who, what: &str, object: &Value, by: &'static [&'static str]) -> Attack {
     raw(

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use xshell::Shell;
 
-use super::artifacts;
+use super::artifacts::{self, Published};
 use super::checks::{self, CLIENT_SERVICE, PROVIDER_SERVICE};
 use super::cluster::Cluster;
 use super::flux::{self, request_reconcile};
@@ -23,17 +23,29 @@ use super::tree::{FluxKustomization, Tree, str_at};
 
 const MARKER: &str = "e2e-tenancy-violation";
 
+/// What the cluster was first given: the tree served from `repo` and the artifacts published
+/// for it.
+pub struct Served<'a> {
+    pub tree: &'a Tree,
+    pub repo: &'a Repo,
+    pub published: &'a Published,
+}
+
 /// Runs the three commits (the third only with `spec`: a tree given with `--flux-dir` has none to
 /// render it from); returns one line per held property.
 pub fn run(
     sh: &Shell,
     cluster: &Cluster,
-    tree: &Tree,
-    repo: &Repo,
+    served: &Served<'_>,
     spec: Option<&SpecCopy>,
     procs: &mut Processes,
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
+    let Served {
+        tree,
+        repo,
+        published,
+    } = *served;
     let mut held = Vec::new();
     let (service, deployment) = service_deployment(tree, CLIENT_SERVICE)?;
     let dir = repo.work.join(&service.path);
@@ -62,13 +74,9 @@ pub fn run(
         artifacts::repin(sh, repo, tree, service)?;
     }
     // Published first, as CI does before the merge that pins it.
-    let revision = publish(sh, repo, tree, service, "")?;
+    let violating = artifacts::publish(sh, repo, tree)?;
     let commit = repo.commit(sh, "tenancy violation: reach into another namespace")?;
-    let revision = if revision.is_empty() {
-        commit.clone()
-    } else {
-        revision
-    };
+    let revision = violating.revision(service, &commit).to_owned();
     let started = Instant::now();
     poke(sh, cluster, &chain)?;
     let message = wait_until(
@@ -112,9 +120,9 @@ pub fn run(
         first_line(&message)
     ));
 
-    // 2. The revert recovers.
+    // 2. The revert recovers: the tree is again the one published when it was first served.
     let revert = repo.revert_last(sh)?;
-    let revision = publish(sh, repo, tree, service, &revert)?;
+    let revision = published.revision(service, &revert).to_owned();
     let started = Instant::now();
     wait_ready_at(sh, cluster, service, &chain, procs, &revision, timeout)?;
     held.push(format!("revert recovered in {:.0?}", started.elapsed()));
@@ -144,7 +152,7 @@ pub fn run(
     }
     spec.render(sh)?;
     let (before, after) = (scaled.before, scaled.after);
-    let revision = publish(sh, repo, tree, service, "")?;
+    let scaled_published = artifacts::publish(sh, repo, tree)?;
     let commit = repo.commit(
         sh,
         &format!(
@@ -152,11 +160,7 @@ pub fn run(
             scaled.file, scaled.key
         ),
     )?;
-    let revision = if revision.is_empty() {
-        commit
-    } else {
-        revision
-    };
+    let revision = scaled_published.revision(service, &commit).to_owned();
     let started = Instant::now();
     wait_ready_at(sh, cluster, service, &chain, procs, &revision, timeout)?;
     wait_until(
@@ -199,19 +203,6 @@ fn service_deployment<'a>(
             format!("no Kustomization of the tree applies the {service} Deployment")
         })?;
     Ok((applier, deployment))
-}
-
-/// Publishes the tree's artifacts from the work tree (as CI does); returns the revision
-/// `service`'s Kustomization must reach: its artifact's pin, or `commit` for a git source.
-fn publish(
-    sh: &Shell,
-    repo: &Repo,
-    tree: &Tree,
-    service: &FluxKustomization,
-    commit: &str,
-) -> anyhow::Result<String> {
-    let published = artifacts::publish(sh, repo, tree)?;
-    Ok(published.revision(service, commit).to_owned())
 }
 
 /// What a commit has to travel through to reach `service`, in order, as `(kind, namespace,

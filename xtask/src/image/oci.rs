@@ -45,7 +45,6 @@ use oci_spec::image::{
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
     RootFsBuilder,
 };
-use sha2::Digest as _;
 
 /// The annotation of `index.json` that names a manifest inside a layout (`oci:DIR:REF` in skopeo).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -282,16 +281,8 @@ pub fn write(image: &Image, dir: &Path) -> anyhow::Result<Written> {
     Ok(written)
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    let hash = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in hash.iter() {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
-}
+/// `sha256:<hex>` of `bytes` (the Flux artifacts' too: one function).
+pub use infra::artifact::sha256;
 
 /// Reads a blob of a layout written by [`write`], checking it against its digest.
 pub fn read_blob(dir: &Path, digest: &str) -> anyhow::Result<Vec<u8>> {

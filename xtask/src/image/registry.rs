@@ -27,7 +27,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::oci;
 
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub use infra::artifact::MANIFEST_MEDIA_TYPE;
 /// Per request; a layer of a few MiB over loopback takes milliseconds.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -7,16 +7,14 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use infra::render::Artifact;
 
-/// An artifact assembled in memory.
+/// A directory's artifact, assembled in memory from the files on disk.
 #[derive(Debug)]
 pub struct Built {
     pub artifact: Artifact,
-    /// `sha256:…` of the manifest: what the tree pins and Flux reports as its revision.
-    pub manifest_digest: String,
     /// Files in the layer.
     pub files: usize,
-    /// `(digest, bytes)` of the config, the layer and the manifest.
-    pub blobs: Vec<(String, Vec<u8>)>,
+    /// Its digest (what the tree pins and Flux reports as its revision) and blobs.
+    pub oci: infra::artifact::Built,
 }
 
 /// Builds `artifact` from the files under `root/<artifact.dir>`.
@@ -34,12 +32,10 @@ pub fn build(root: &Path, artifact: &Artifact) -> anyhow::Result<Built> {
         .iter()
         .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
         .collect();
-    let built = infra::artifact::build(&artifact.dir, &borrowed)?;
     Ok(Built {
         artifact: artifact.clone(),
-        manifest_digest: built.digest,
         files: files.len(),
-        blobs: built.blobs,
+        oci: infra::artifact::build(&artifact.dir, &borrowed)?,
     })
 }
 
@@ -125,8 +121,7 @@ mod tests {
             &files.map(|(name, text)| (name, text.as_bytes())),
         )
         .expect("builds");
-        assert_eq!(built.manifest_digest, expected.digest);
-        assert_eq!(built.blobs, expected.blobs);
+        assert_eq!(built.oci, expected);
         assert_eq!(built.files, 3);
     }
 

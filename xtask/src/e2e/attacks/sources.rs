@@ -90,19 +90,7 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, ns: &str, sources: &Sources
     let run = |who: &Who, what: &str, args: &[&str]| evasions::dry(who, what, args, RBAC);
     let apply = |who: &Who, what: &str, object: Value| evasions::apply(who, what, &object, RBAC);
     let patch = |who: &Who, what: &str, object: &str, namespace: &str, change: Value| {
-        run(
-            who,
-            what,
-            &[
-                "patch",
-                object,
-                "-n",
-                namespace,
-                "--type=merge",
-                "-p",
-                &change.to_string(),
-            ],
-        )
+        evasions::merge_patch(who, what, object, namespace, &change, RBAC)
     };
     let own_source = format!("ocirepository/{ns}");
     let other_url = str_at(other, "/spec/url");
@@ -236,18 +224,12 @@ pub(super) fn editor_attacks(ns: &str, sources: &Sources) -> Vec<Attack> {
     let other_pin = str_at(&sources.other, "/spec/ref/digest");
     let meta = json!({"name": "e2e-attack", "namespace": ns});
     let mut attacks = vec![
-        evasions::dry(
+        evasions::merge_patch(
             &editor,
             &format!("points {ns}'s OCIRepository at {other_url}@{other_pin}"),
-            &[
-                "patch",
-                &format!("ocirepository/{ns}"),
-                "-n",
-                ns,
-                "--type=merge",
-                "-p",
-                &json!({"spec": {"url": other_url, "ref": {"digest": other_pin}}}).to_string(),
-            ],
+            &format!("ocirepository/{ns}"),
+            ns,
+            &json!({"spec": {"url": other_url, "ref": {"digest": other_pin}}}),
             POLICY,
         ),
         evasions::dry(

@@ -96,22 +96,14 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, targets: &Targets) -> Vec<A
                 "kustomize.toolkit.fluxcd.io/reconcile=disabled",
             ],
         ),
-        Attack {
-            who: tenant.clone(),
-            what: "suspends its OCIRepository".to_owned(),
-            args: strings(&[
-                "patch",
-                &format!("ocirepository/{ns}"),
-                "-n",
-                ns,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"suspend":true}}"#,
-                "--dry-run=server",
-            ]),
-            stdin: None,
-            denied_by: &[],
-        },
+        evasions::merge_patch(
+            tenant,
+            "suspends its OCIRepository",
+            &format!("ocirepository/{ns}"),
+            ns,
+            &json!({"spec": {"suspend": true}}),
+            &[],
+        ),
         // 4. Starving the cluster.
         run(
             developer,
@@ -195,22 +187,14 @@ pub(super) fn attacks(developer: &Who, tenant: &Who, targets: &Targets) -> Vec<A
             "pins the pods to a node and tolerates every taint",
             pod_patch(json!({"nodeName": "any", "tolerations": [{"operator": "Exists"}]})),
         ),
-        Attack {
-            who: developer.clone(),
-            what: "pauses the Deployment and adds a foreign finalizer".to_owned(),
-            args: strings(&[
-                "patch",
-                &deployment,
-                "-n",
-                ns,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":["attacker.example.com/keep"]},"spec":{"paused":true}}"#,
-                "--dry-run=server",
-            ]),
-            stdin: None,
-            denied_by: &[],
-        },
+        evasions::merge_patch(
+            developer,
+            "pauses the Deployment and adds a foreign finalizer",
+            &deployment,
+            ns,
+            &json!({"metadata": {"finalizers": ["attacker.example.com/keep"]}, "spec": {"paused": true}}),
+            &[],
+        ),
     ]
 }
 
