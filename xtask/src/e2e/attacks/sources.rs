@@ -200,9 +200,11 @@ pub(super) fn editor_rbac() -> Value {
          "metadata": {"name": EDITOR},
          "rules": [
             {"apiGroups": ["source.toolkit.fluxcd.io"], "resources": ["gitrepositories",
-             "ocirepositories", "buckets", "helmrepositories", "helmcharts", "externalartifacts"],
+             "ocirepositories", "ocirepositories/status", "buckets", "helmrepositories",
+             "helmcharts", "externalartifacts"],
              "verbs": verbs},
-            {"apiGroups": ["kustomize.toolkit.fluxcd.io"], "resources": ["kustomizations"],
+            {"apiGroups": ["kustomize.toolkit.fluxcd.io"], "resources": ["kustomizations",
+             "kustomizations/status"],
              "verbs": verbs}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": EDITOR},
@@ -236,6 +238,42 @@ pub(super) fn editor_attacks(ns: &str, sources: &Sources) -> Vec<Attack> {
             &editor,
             &format!("deletes {ns}'s Kustomization"),
             &["delete", &format!("kustomization/{ns}"), "-n", ns],
+            POLICY,
+        ),
+        // kustomize-controller downloads and applies the artifact a source's status names,
+        // checking it against the digest that status gives: a forged status is a forged source.
+        evasions::dry(
+            &editor,
+            &format!("forges {ns}'s OCIRepository status: its artifact served from elsewhere"),
+            &[
+                "patch",
+                &format!("ocirepository/{ns}"),
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &json!({"status": {"artifact": {
+                    "url": "http://127.0.0.1:9/forged.tar.gz",
+                    "digest": other_pin,
+                    "revision": format!("latest@{other_pin}")}}})
+                .to_string(),
+            ],
+            POLICY,
+        ),
+        evasions::dry(
+            &editor,
+            &format!("forges {ns}'s Kustomization status"),
+            &[
+                "patch",
+                &format!("kustomization/{ns}"),
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"lastAppliedRevision":"forged"}}"#,
+            ],
             POLICY,
         ),
     ];
