@@ -97,16 +97,33 @@ pub fn publish(sh: &Shell, repo: &Repo, tree: &Tree) -> anyhow::Result<Published
 /// The OCIRepositories of `tree` as the work tree under `work` holds them now: each directory that
 /// applies one built again.
 fn current_sources(sh: &Shell, work: &Path, tree: &Tree) -> anyhow::Result<Vec<Value>> {
-    let dirs: BTreeSet<&str> = tree
-        .kustomizations
-        .iter()
-        .filter(|k| {
-            k.objects
-                .iter()
-                .any(|o| str_at(o, "/kind") == "OCIRepository")
-        })
-        .map(|k| k.path.as_str())
-        .collect();
+    let id = |o: &Value| {
+        (
+            str_at(o, "/metadata/namespace").to_owned(),
+            str_at(o, "/metadata/name").to_owned(),
+        )
+    };
+    let mut dirs = BTreeSet::new();
+    let mut applied = BTreeSet::new();
+    for k in &tree.kustomizations {
+        for o in k
+            .objects
+            .iter()
+            .filter(|o| str_at(o, "/kind") == "OCIRepository")
+        {
+            dirs.insert(k.path.as_str());
+            applied.insert(id(o));
+        }
+    }
+    // A source nobody applies would be published by no one, and nothing would wait for it.
+    if let Some((namespace, name)) = tree
+        .of_kind("OCIRepository")
+        .into_iter()
+        .map(id)
+        .find(|source| !applied.contains(source))
+    {
+        anyhow::bail!("no Kustomization applies OCIRepository {namespace}/{name}");
+    }
     let mut out = Vec::new();
     for dir in dirs {
         out.extend(
